@@ -1,0 +1,200 @@
+//! The signed repository index: one JSON document listing every package of a repository, signed as a
+//! whole with minisign (Ed25519). Written by `repo-builder`, read by `ppman`.
+//!
+//! Trust rules, in the order the reader applies them:
+//! 1. the signature is verified over the raw bytes, before any parsing ([`Index::verify`]);
+//! 2. the schema version must be one this reader knows;
+//! 3. the index version must not be lower than the newest one seen for the repository (rollback),
+//!    and the expiry must be in the future (freeze) ([`Index::check_fresh`]);
+//! 4. every image is checked against the size, sha256 and signature listed here.
+
+use std::collections::BTreeMap;
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use super::meta::{CachePolicy, LimitOverrides, Provide};
+
+/// The index schema this code reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+/// File name of the index in a published repository.
+pub const INDEX_FILE: &str = "index.json";
+/// File name of the index signature in a published repository.
+pub const INDEX_SIG_FILE: &str = "index.json.minisig";
+/// Prefix of the signature's trusted comment; the rest says version and expiry for humans.
+pub const TRUSTED_COMMENT_PREFIX: &str = "piston-index";
+
+/// A repository index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    /// Schema version of this document.
+    pub schema: u32,
+    /// Monotonically increasing index version; readers refuse to go back.
+    pub version: u64,
+    /// When the index was generated (unix seconds).
+    pub generated: u64,
+    /// After this moment (unix seconds) readers refuse the index.
+    pub expires: u64,
+    /// Every package of the repository.
+    pub packages: Vec<IndexEntry>,
+}
+
+/// One package as listed in the index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub name: String,
+    pub version: Version,
+    #[serde(default)]
+    pub author: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub provides: Vec<Provide>,
+    /// name → version selector, exactly as in the package's metadata.
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limit_overrides: LimitOverrides,
+    /// Whether the package has a compile stage.
+    #[serde(default)]
+    pub compiled: bool,
+    pub cache: CachePolicy,
+    /// Image size in bytes.
+    pub size: u64,
+    /// sha256 of the image, lowercase hex.
+    pub sha256: String,
+    /// Where to download the image: absolute, or relative to the index URL.
+    pub url: String,
+    /// minisign signature of the image (the text of a `.minisig` file).
+    pub signature: String,
+    /// The build file this image was made from.
+    pub build_file: BuildFileRef,
+}
+
+/// Digest and location of the build files an image was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildFileRef {
+    /// sha256 over the build directory (see `repo-builder`'s tree digest).
+    pub sha256: String,
+    /// Where the build files can be read: absolute, or relative to the index URL.
+    pub url: String,
+}
+
+/// Why an index or an image was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("public key is not a minisign public key")]
+    PublicKey(#[source] minisign_verify::Error),
+    #[error("signature is not in minisign format")]
+    SignatureFormat(#[source] minisign_verify::Error),
+    #[error("signature does not match: the data was altered or signed with another key")]
+    BadSignature(#[source] minisign_verify::Error),
+    #[error("index is not valid JSON for schema {SCHEMA_VERSION}")]
+    Parse(#[source] serde_json::Error),
+    #[error("index has schema version {found}; this ppman reads schema {SCHEMA_VERSION}")]
+    UnknownSchema { found: u64 },
+    #[error("index version {found} is older than version {seen} already seen (rollback refused)")]
+    Rollback { found: u64, seen: u64 },
+    #[error("index expired at {expires} (now {now}); the repository must be re-signed (freeze refused)")]
+    Expired { expires: u64, now: u64 },
+}
+
+/// A verified public key.
+#[derive(Debug)]
+pub struct TrustedKey(minisign_verify::PublicKey);
+
+impl TrustedKey {
+    /// Reads a key as written by `minisign -G` / `repo-builder keygen` (file text) or as bare base64.
+    pub fn parse(text: &str) -> Result<Self, IndexError> {
+        let text = text.trim();
+        let key = if text.contains('\n') {
+            minisign_verify::PublicKey::decode(text)
+        } else {
+            minisign_verify::PublicKey::from_base64(text)
+        };
+        key.map(Self).map_err(IndexError::PublicKey)
+    }
+
+    /// Verifies a minisign signature (file text) over `data`.
+    pub fn verify(&self, data: &[u8], signature: &str) -> Result<(), IndexError> {
+        let sig = decode_signature(signature)?;
+        self.0.verify(data, &sig, false).map_err(IndexError::BadSignature)
+    }
+
+    /// Starts a streaming verification of a decoded signature, for data too large to hold in
+    /// memory: feed it with `update`, then `finalize`.
+    pub fn verify_stream<'a>(
+        &'a self,
+        signature: &'a minisign_verify::Signature,
+    ) -> Result<minisign_verify::StreamVerifier<'a>, IndexError> {
+        self.0.verify_stream(signature).map_err(IndexError::BadSignature)
+    }
+}
+
+/// Decodes the text of a `.minisig` file.
+pub fn decode_signature(text: &str) -> Result<minisign_verify::Signature, IndexError> {
+    minisign_verify::Signature::decode(text).map_err(IndexError::SignatureFormat)
+}
+
+impl Index {
+    /// Verifies `raw` against `signature` with `key`, then parses it and checks the schema version.
+    /// Nothing of `raw` is interpreted before the signature has been checked.
+    pub fn verify(raw: &[u8], signature: &str, key: &TrustedKey) -> Result<Self, IndexError> {
+        key.verify(raw, signature)?;
+        Self::parse_trusted(raw)
+    }
+
+    /// Parses bytes whose signature was already verified.
+    pub fn parse_trusted(raw: &[u8]) -> Result<Self, IndexError> {
+        #[derive(Deserialize)]
+        struct Probe {
+            schema: u64,
+        }
+        let probe: Probe = serde_json::from_slice(raw).map_err(IndexError::Parse)?;
+        if probe.schema != u64::from(SCHEMA_VERSION) {
+            return Err(IndexError::UnknownSchema { found: probe.schema });
+        }
+        serde_json::from_slice(raw).map_err(IndexError::Parse)
+    }
+
+    /// Refuses an index older than `last_seen` (rollback) or expired at `now` (freeze).
+    pub fn check_fresh(&self, last_seen: Option<u64>, now: u64) -> Result<(), IndexError> {
+        if let Some(seen) = last_seen
+            && self.version < seen
+        {
+            return Err(IndexError::Rollback {
+                found: self.version,
+                seen,
+            });
+        }
+        if self.expires <= now {
+            return Err(IndexError::Expired {
+                expires: self.expires,
+                now,
+            });
+        }
+        Ok(())
+    }
+
+    /// The trusted comment put into the index signature.
+    pub fn trusted_comment(&self) -> String {
+        format!(
+            "{TRUSTED_COMMENT_PREFIX} version={} expires={}",
+            self.version, self.expires
+        )
+    }
+
+    /// Serialises the index as published (pretty JSON, stable field order).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("index always serialises");
+        out.push(b'\n');
+        out
+    }
+
+    /// Looks up one exact package version.
+    pub fn get(&self, name: &str, version: &Version) -> Option<&IndexEntry> {
+        self.packages
+            .iter()
+            .find(|p| p.name == name && &p.version == version)
+    }
+}
