@@ -1,0 +1,474 @@
+//! Building one recipe into a signed squashfs image on top of its dependencies' images.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ppman::digest::sha256_file;
+use ppman::schema::{CachePolicy, package_dir};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::layout::Layout;
+use crate::recipe::Recipe;
+use crate::shell::{StackScript, qp, quote, run_logged, unshared};
+use crate::sign::Signer;
+
+/// Bumped when the way images are made changes, so every image is rebuilt.
+const BUILDER_FORMAT: &str = "repo-builder/1";
+
+/// Paths removed from every layer after its build: they only served the build.
+const BUILD_LEFTOVERS: &[&str] = &[
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "var/log",
+    "var/cache/debconf/templates.dat-old",
+    "var/cache/debconf/config.dat-old",
+    "root/.cache",
+    "root/.npm",
+    "root/.wget-hsts",
+    "piston/fetch",
+    "dev",
+    "proc",
+    "sys",
+];
+
+/// How images are made.
+#[derive(Debug, Clone)]
+pub struct ImageOptions {
+    /// zstd level for mksquashfs (3 is fast for development and CI, 15+ for releases).
+    pub compression_level: u32,
+    /// Every timestamp newer than this (unix seconds) is clamped to it, so rebuilds give the same bytes.
+    pub source_date_epoch: u64,
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        Self {
+            compression_level: 15,
+            source_date_epoch: 1_767_225_600, // 2026-01-01T00:00:00Z
+        }
+    }
+}
+
+/// What the builder remembers about a built image (`.builder/state/<id>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Built {
+    pub meta: ppman::schema::PackageMeta,
+    /// Digest of the build inputs: build files, dependency images, builder format and options.
+    pub key: String,
+    /// Image path relative to the output directory.
+    pub image: String,
+    pub size: u64,
+    pub sha256: String,
+    pub signature: String,
+    /// Digest of the build directory.
+    pub build_digest: String,
+    pub compiled: bool,
+    pub cache: CachePolicy,
+}
+
+/// Outcome of one build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Built,
+    UpToDate,
+}
+
+/// Reads the recorded state of a built recipe.
+pub fn load_built(layout: &Layout, id: &str) -> Result<Option<Built>, Error> {
+    let path = layout.state_file(id);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| Error::State { path, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io { path, source }),
+    }
+}
+
+/// Builds `recipe` on `deps` (its closure, top-most first, already built), unless nothing changed.
+pub fn build(
+    layout: &Layout,
+    recipe: &Recipe,
+    deps: &[Built],
+    signer: &Signer,
+    opts: &ImageOptions,
+) -> Result<(Outcome, Built), Error> {
+    let id = recipe.id();
+    let key = cache_key(recipe, deps, opts);
+    if let Some(prev) = load_built(layout, &id)?
+        && prev.key == key
+        && layout.out.join(&prev.image).is_file()
+    {
+        return Ok((Outcome::UpToDate, prev));
+    }
+
+    let work = layout.work_dir(&id);
+    remove_tree(&work)?;
+    let upper = work.join("upper");
+    let pkg_dir_rel = package_dir(&recipe.meta.name, &recipe.meta.version);
+    let pkg_dir_rel = pkg_dir_rel.trim_start_matches('/');
+    let fetch = work.join("fetch");
+    for dir in [&upper, &work.join("ovl-work"), &fetch] {
+        mkdir(dir)?;
+    }
+    let log = layout.log_file(&id);
+    mkdir(log.parent().expect("log has a parent"))?;
+    fs::write(&log, format!("== {id}\n")).map_err(|source| Error::Io {
+        path: log.clone(),
+        source,
+    })?;
+
+    let env: Vec<(&str, String)> = vec![
+        ("PISTON_PACKAGE_NAME", recipe.meta.name.clone()),
+        ("PISTON_PACKAGE_VERSION", recipe.meta.version.to_string()),
+        ("PISTON_PACKAGE_DIR", format!("/{pkg_dir_rel}")),
+        ("DEBIAN_FRONTEND", "noninteractive".to_owned()),
+        ("HOME", "/root".to_owned()),
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+        ),
+        ("LC_ALL", "C.UTF-8".to_owned()),
+    ];
+
+    if recipe.dir.join("fetch.sh").is_file() {
+        let mut cmd = Command::new("bash");
+        cmd.arg("./fetch.sh")
+            .current_dir(&recipe.dir)
+            .env("PISTON_FETCH_DIR", &fetch);
+        for (k, v) in &env {
+            if *k != "PATH" && *k != "HOME" {
+                cmd.env(k, v);
+            }
+        }
+        run_logged(cmd, &format!("fetch.sh of {id}"), &log)?;
+    }
+
+    if deps.is_empty() {
+        // A bottom layer: build.sh fills $PISTON_ROOT on the host, in a private mount namespace so
+        // anything it mounts (debootstrap mounts /proc) goes away with it.
+        let mut cmd = unshared(
+            &format!("cd {} && exec bash ./build.sh", qp(&recipe.dir)),
+            false,
+        );
+        cmd.env("PISTON_ROOT", &upper);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        run_logged(cmd, &format!("build.sh of {id}"), &log)?;
+    } else {
+        copy_build_files(recipe, &upper.join(pkg_dir_rel))?;
+        let images: Vec<PathBuf> = deps.iter().map(|d| layout.out.join(&d.image)).collect();
+        let merged = work.join("merged");
+        let mut script = StackScript::new(
+            &images,
+            &work.join("lower"),
+            &upper,
+            &work.join("ovl-work"),
+            &merged,
+        );
+        let m = qp(&merged);
+        script
+            .push(&format!("touch {m}/etc/resolv.conf 2>/dev/null || true"))
+            .push(&format!(
+                "mount --bind /etc/resolv.conf {m}/etc/resolv.conf"
+            ))
+            .push(&format!(
+                "mkdir -p {m}/piston/fetch {m}/var/cache/apt/archives {cache}",
+                cache = qp(&layout.apt_cache())
+            ))
+            .push(&format!(
+                "mount --bind -o ro {} {m}/piston/fetch",
+                qp(&fetch)
+            ))
+            .push(&format!(
+                "mount --bind {} {m}/var/cache/apt/archives",
+                qp(&layout.apt_cache())
+            ));
+        let exports: Vec<String> = env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", quote(v)))
+            .collect();
+        script.push(&format!(
+            "exec chroot {m} /usr/bin/env -i {} /bin/sh -c 'cd \"$PISTON_PACKAGE_DIR\" && exec bash ./build.sh'",
+            exports.join(" ")
+        ));
+        run_logged(
+            unshared(script.text(), false),
+            &format!("build.sh of {id}"),
+            &log,
+        )?;
+        // Mount points and binds leave empty directories in the upper layer; drop them with the rest.
+    }
+
+    clean_layer(&upper, deps.is_empty())?;
+    copy_build_files(recipe, &upper.join(pkg_dir_rel))?;
+    clamp_times(&upper, opts.source_date_epoch)?;
+
+    let tmp_image = layout.images_dir().join(format!(".{id}.sqfs.tmp"));
+    mkdir(&layout.images_dir())?;
+    let _ = fs::remove_file(&tmp_image);
+    let mut cmd = Command::new("mksquashfs");
+    cmd.arg(&upper)
+        .arg(&tmp_image)
+        .args([
+            "-noappend",
+            "-quiet",
+            "-no-progress",
+            "-comp",
+            "zstd",
+            "-Xcompression-level",
+        ])
+        .arg(opts.compression_level.to_string())
+        .arg("-mkfs-time")
+        .arg(opts.source_date_epoch.to_string());
+    run_logged(cmd, &format!("mksquashfs of {id}"), &log)?;
+    let (sha256, size) = sha256_file(&tmp_image).map_err(|source| Error::Io {
+        path: tmp_image.clone(),
+        source,
+    })?;
+    let image_rel = format!("images/{id}-{}.sqfs", &sha256[..12]);
+    let image = layout.out.join(&image_rel);
+    let file = fs::File::open(&tmp_image).map_err(|source| Error::Io {
+        path: tmp_image.clone(),
+        source,
+    })?;
+    let signature = signer.sign(file, &format!("piston-image {id} sha256={sha256}"))?;
+    fs::rename(&tmp_image, &image).map_err(|source| Error::Io {
+        path: image.clone(),
+        source,
+    })?;
+    write_atomic(&image.with_extension("sqfs.minisig"), signature.as_bytes())?;
+
+    let built = Built {
+        meta: recipe.meta.clone(),
+        key,
+        image: image_rel,
+        size,
+        sha256,
+        signature,
+        build_digest: recipe.digest.clone(),
+        compiled: recipe.compiled(),
+        cache: recipe.meta.cache.unwrap_or(if recipe.compiled() {
+            CachePolicy::Compiled
+        } else {
+            CachePolicy::None
+        }),
+    };
+    if let Some(prev) = load_built(layout, &id)?
+        && prev.image != built.image
+    {
+        let old = layout.out.join(&prev.image);
+        let _ = fs::remove_file(old.with_extension("sqfs.minisig"));
+        let _ = fs::remove_file(old);
+    }
+    let state = serde_json::to_vec_pretty(&built).expect("state serialises");
+    mkdir(&layout.state_dir())?;
+    write_atomic(&layout.state_file(&id), &state)?;
+    let files_dir = layout.build_files_dir(&recipe.meta.name, &recipe.meta.version.to_string());
+    remove_tree(&files_dir)?;
+    copy_build_files(recipe, &files_dir)?;
+    remove_tree(&work)?;
+    Ok((Outcome::Built, built))
+}
+
+fn cache_key(recipe: &Recipe, deps: &[Built], opts: &ImageOptions) -> String {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "{BUILDER_FORMAT}\nrecipe {} {}\nzstd {}\nepoch {}\n",
+        recipe.id(),
+        recipe.digest,
+        opts.compression_level,
+        opts.source_date_epoch
+    ));
+    for dep in deps {
+        h.update(format!(
+            "dep {} {} {}\n",
+            dep.meta.name, dep.meta.version, dep.sha256
+        ));
+    }
+    hex::encode(h.finalize())
+}
+
+fn copy_build_files(recipe: &Recipe, dest: &Path) -> Result<(), Error> {
+    for (rel, abs) in recipe.files()? {
+        let to = dest.join(&rel);
+        mkdir(to.parent().expect("file has a parent"))?;
+        fs::copy(&abs, &to).map_err(|source| Error::Io {
+            path: to.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes what only the build needed. Directories that stay empty because they only served as
+/// mount points are removed too, unless the layer is the bottom one (which must keep /proc, /dev…).
+fn clean_layer(upper: &Path, bottom: bool) -> Result<(), Error> {
+    empty_dir(&upper.join("tmp"))?;
+    let resolv = upper.join("etc/resolv.conf");
+    if bottom {
+        // The bottom layer's own build.sh tidies apt and dpkg; sandboxes have no network, so no resolver.
+        if resolv.exists() || resolv.is_symlink() {
+            let _ = fs::remove_file(&resolv);
+            fs::write(&resolv, b"").map_err(|source| Error::Io {
+                path: resolv.clone(),
+                source,
+            })?;
+        }
+        return Ok(());
+    }
+    for rel in BUILD_LEFTOVERS {
+        remove_tree(&upper.join(rel))?;
+    }
+    if fs::symlink_metadata(&resolv).is_ok_and(|md| md.len() == 0) {
+        let _ = fs::remove_file(&resolv);
+    }
+    // directories left behind only by mount points
+    for rel in ["etc", "var/cache", "var/lib", "var", "tmp"] {
+        let _ = fs::remove_dir(upper.join(rel));
+    }
+    Ok(())
+}
+
+fn empty_dir(path: &Path) -> Result<(), Error> {
+    if !path.is_dir() {
+        return Ok(());
+    }
+    let entries = fs::read_dir(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let p = entry.path();
+        let res = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        res.map_err(|source| Error::Io {
+            path: p.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Overlayfs bookkeeping that must not reach an image: it names the build host's file handles
+/// (`origin`) or upper-layer state, and changes from build to build. Opaque-directory markers stay.
+const OVERLAY_PRIVATE_XATTRS: &[&str] = &[
+    "trusted.overlay.origin",
+    "trusted.overlay.impure",
+    "trusted.overlay.nlink",
+    "trusted.overlay.upper",
+    "trusted.overlay.uuid",
+    "trusted.overlay.protattr",
+];
+
+/// Clamps every timestamp newer than `epoch` to `epoch` (symlinks included, never followed) and
+/// drops overlayfs' private extended attributes, so rebuilds give the same bytes.
+fn clamp_times(root: &Path, epoch: u64) -> Result<(), Error> {
+    let mut stack = vec![root.to_owned()];
+    let ts = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: epoch as i64,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: epoch as i64,
+            tv_nsec: 0,
+        },
+    };
+    while let Some(path) = stack.pop() {
+        let md = fs::symlink_metadata(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if md.is_dir() {
+            let entries = fs::read_dir(&path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            stack.extend(entries.flatten().map(|e| e.path()));
+        }
+        for name in OVERLAY_PRIVATE_XATTRS {
+            match rustix::fs::lremovexattr(&path, *name) {
+                Ok(())
+                | Err(
+                    rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP | rustix::io::Errno::PERM,
+                ) => {}
+                Err(e) => {
+                    return Err(Error::Io {
+                        path,
+                        source: e.into(),
+                    });
+                }
+            }
+        }
+        if md.mtime() > epoch as i64 || md.atime() > epoch as i64 {
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                &path,
+                &ts,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| Error::Io {
+                path: path.clone(),
+                source: e.into(),
+            })?;
+        }
+    }
+    // Directories were visited before their children were touched; touching a child does not change
+    // the parent's mtime, so one pass is enough.
+    Ok(())
+}
+
+pub(crate) fn mkdir(path: &Path) -> Result<(), Error> {
+    fs::create_dir_all(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+pub(crate) fn remove_tree(path: &Path) -> Result<(), Error> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Writes `data` to `path` through a temporary file, fsync and rename.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = fs::File::create(&tmp).map_err(io)?;
+    f.write_all(data).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}
+
+/// The images of a stack (top-most first, without the package itself), looked up in `built`.
+pub fn dependency_states<'a>(
+    stack: &[String],
+    built: &'a BTreeMap<String, Built>,
+) -> Vec<&'a Built> {
+    stack
+        .iter()
+        .skip(1)
+        .filter_map(|id| built.get(id))
+        .collect()
+}
