@@ -135,7 +135,9 @@ fn exact_if_bare(comparator: &str) -> String {
         [major] if !wildcard(major) => format!("{major}.*"),
         [major, minor] if !wildcard(major) && !wildcard(minor) => format!("{major}.{minor}.*"),
         [major, minor, patch, ..]
-            if !wildcard(major) && !wildcard(minor) && !wildcard(patch.split(['-', '+']).next().unwrap_or("")) =>
+            if !wildcard(major)
+                && !wildcard(minor)
+                && !wildcard(patch.split(['-', '+']).next().unwrap_or("")) =>
         {
             format!("={version}")
         }
@@ -149,7 +151,15 @@ mod tests {
 
     fn versions() -> Vec<Version> {
         [
-            "2.7.18", "3.5.10", "3.9.4", "3.10.0", "3.12.0", "3.13.0-rc.1", "15.10.0", "15.11.0", "16.3.0",
+            "2.7.18",
+            "3.5.10",
+            "3.9.4",
+            "3.10.0",
+            "3.12.0",
+            "3.13.0-rc.1",
+            "15.10.0",
+            "15.11.0",
+            "16.3.0",
         ]
         .iter()
         .map(|v| Version::parse(v).unwrap())
@@ -158,7 +168,10 @@ mod tests {
 
     fn best(sel: &str) -> Option<String> {
         let vs = versions();
-        Selector::parse(sel).unwrap().best(&vs).map(ToString::to_string)
+        Selector::parse(sel)
+            .unwrap()
+            .best(&vs)
+            .map(ToString::to_string)
     }
 
     #[test]
@@ -167,7 +180,11 @@ mod tests {
         assert_eq!(best("3.X").as_deref(), Some("3.12.0"));
         assert_eq!(best(" 3.x ").as_deref(), Some("3.12.0"));
         assert_eq!(best("3").as_deref(), Some("3.12.0"));
-        assert_eq!(best("15.10.0").as_deref(), Some("15.10.0"), "bare full version is exact");
+        assert_eq!(
+            best("15.10.0").as_deref(),
+            Some("15.10.0"),
+            "bare full version is exact"
+        );
         assert_eq!(best("v15.10.0").as_deref(), Some("15.10.0"));
         assert_eq!(best("3.10").as_deref(), Some("3.10.0"), "bare X.Y is X.Y.x");
         assert_eq!(best("*").as_deref(), Some("16.3.0"));

@@ -95,7 +95,9 @@ pub enum IndexError {
     UnknownSchema { found: u64 },
     #[error("index version {found} is older than version {seen} already seen (rollback refused)")]
     Rollback { found: u64, seen: u64 },
-    #[error("index expired at {expires} (now {now}); the repository must be re-signed (freeze refused)")]
+    #[error(
+        "index expired at {expires} (now {now}); the repository must be re-signed (freeze refused)"
+    )]
     Expired { expires: u64, now: u64 },
 }
 
@@ -118,7 +120,9 @@ impl TrustedKey {
     /// Verifies a minisign signature (file text) over `data`.
     pub fn verify(&self, data: &[u8], signature: &str) -> Result<(), IndexError> {
         let sig = decode_signature(signature)?;
-        self.0.verify(data, &sig, false).map_err(IndexError::BadSignature)
+        self.0
+            .verify(data, &sig, false)
+            .map_err(IndexError::BadSignature)
     }
 
     /// Starts a streaming verification of a decoded signature, for data too large to hold in
@@ -127,7 +131,9 @@ impl TrustedKey {
         &'a self,
         signature: &'a minisign_verify::Signature,
     ) -> Result<minisign_verify::StreamVerifier<'a>, IndexError> {
-        self.0.verify_stream(signature).map_err(IndexError::BadSignature)
+        self.0
+            .verify_stream(signature)
+            .map_err(IndexError::BadSignature)
     }
 }
 
@@ -152,7 +158,9 @@ impl Index {
         }
         let probe: Probe = serde_json::from_slice(raw).map_err(IndexError::Parse)?;
         if probe.schema != u64::from(SCHEMA_VERSION) {
-            return Err(IndexError::UnknownSchema { found: probe.schema });
+            return Err(IndexError::UnknownSchema {
+                found: probe.schema,
+            });
         }
         serde_json::from_slice(raw).map_err(IndexError::Parse)
     }

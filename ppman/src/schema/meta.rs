@@ -150,7 +150,11 @@ pub fn check_name(name: &str) -> Result<(), MetaError> {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_+.".contains(&b));
-    if ok { Ok(()) } else { Err(MetaError::Name(name.to_owned())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(MetaError::Name(name.to_owned()))
+    }
 }
 
 #[cfg(test)]
@@ -180,14 +184,28 @@ run_timeout = 5000
     #[test]
     fn refusals() {
         let bad_key = PYTHON.replace("run_timeout", "run_timeuot");
-        assert!(matches!(PackageMeta::parse(&bad_key), Err(MetaError::LimitKey(k)) if k == "run_timeuot"));
+        assert!(
+            matches!(PackageMeta::parse(&bad_key), Err(MetaError::LimitKey(k)) if k == "run_timeuot")
+        );
         let bad_name = PYTHON.replace("name = \"python\"", "name = \"Py thon\"");
-        assert!(matches!(PackageMeta::parse(&bad_name), Err(MetaError::Name(_))));
+        assert!(matches!(
+            PackageMeta::parse(&bad_name),
+            Err(MetaError::Name(_))
+        ));
         let bad_dep = PYTHON.replace("12.x", "twelve");
-        assert!(matches!(PackageMeta::parse(&bad_dep), Err(MetaError::Dependency { .. })));
+        assert!(matches!(
+            PackageMeta::parse(&bad_dep),
+            Err(MetaError::Dependency { .. })
+        ));
         let unknown_field = format!("foo = 1\n{PYTHON}");
-        assert!(matches!(PackageMeta::parse(&unknown_field), Err(MetaError::Parse(_))));
+        assert!(matches!(
+            PackageMeta::parse(&unknown_field),
+            Err(MetaError::Parse(_))
+        ));
         let bad_version = PYTHON.replace("3.11.2", "3.11");
-        assert!(matches!(PackageMeta::parse(&bad_version), Err(MetaError::Parse(_))));
+        assert!(matches!(
+            PackageMeta::parse(&bad_version),
+            Err(MetaError::Parse(_))
+        ));
     }
 }

@@ -6,8 +6,11 @@ pub mod layers;
 pub mod meta;
 
 pub use index::{
-    BuildFileRef, INDEX_FILE, INDEX_SIG_FILE, Index, IndexEntry, IndexError, SCHEMA_VERSION, TrustedKey,
-    decode_signature,
+    BuildFileRef, INDEX_FILE, INDEX_SIG_FILE, Index, IndexEntry, IndexError, SCHEMA_VERSION,
+    TrustedKey, decode_signature,
 };
 pub use layers::{CycleError, layer_order};
-pub use meta::{CachePolicy, LIMIT_KEYS, LimitOverrides, META_FILE, MetaError, PackageMeta, Provide, package_dir};
+pub use meta::{
+    CachePolicy, LIMIT_KEYS, LimitOverrides, META_FILE, MetaError, PackageMeta, Provide,
+    package_dir,
+};
