@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the host tools the project needs (idempotent). Runs as root on Debian/Ubuntu.
+#   squashfs-tools  mksquashfs/unsquashfs: images are squashfs (zstd)
+#   debootstrap     the base layer is a Debian minbase root file system
+#   minisign        the stock verifier, used by tests to show interoperability
+#   util-linux      unshare, mount -o loop (loop devices that free themselves)
+#   curl            the demo in scripts/up.sh
+set -euo pipefail
+
+packages=(squashfs-tools debootstrap minisign util-linux curl ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+for tool in cargo mksquashfs unsquashfs debootstrap minisign unshare; do
+  command -v "$tool" >/dev/null || { echo "error: $tool is still missing" >&2; exit 1; }
+done
