@@ -206,3 +206,108 @@ impl Index {
             .find(|p| p.name == name && &p.version == version)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Index {
+        Index {
+            schema: SCHEMA_VERSION,
+            version: 7,
+            generated: 100,
+            expires: 200,
+            packages: vec![IndexEntry {
+                name: "python".into(),
+                version: Version::new(3, 11, 2),
+                author: "Debian".into(),
+                description: String::new(),
+                provides: vec![Provide {
+                    language: "python".into(),
+                    aliases: vec!["py".into()],
+                    limit_overrides: LimitOverrides::new(),
+                }],
+                dependencies: [("base".to_owned(), "12.x".to_owned())].into(),
+                limit_overrides: LimitOverrides::new(),
+                compiled: false,
+                cache: CachePolicy::None,
+                size: 42,
+                sha256: "ab".repeat(32),
+                url: "images/python-3.11.2-abababababab.sqfs".into(),
+                signature: "untrusted comment: x\nRW...\n".into(),
+                build_file: BuildFileRef {
+                    sha256: "cd".repeat(32),
+                    url: "build-files/python/3.11.2/".into(),
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let index = sample();
+        let parsed = Index::parse_trusted(&index.to_json()).unwrap();
+        assert_eq!(parsed, index);
+        assert!(parsed.get("python", &Version::new(3, 11, 2)).is_some());
+    }
+
+    #[test]
+    fn unknown_schema_is_refused_before_the_rest_is_read() {
+        let text = String::from_utf8(sample().to_json())
+            .unwrap()
+            .replace("\"schema\": 1", "\"schema\": 2");
+        assert!(matches!(
+            Index::parse_trusted(text.as_bytes()),
+            Err(IndexError::UnknownSchema { found: 2 })
+        ));
+        // a future schema may change everything else too
+        assert!(matches!(
+            Index::parse_trusted(br#"{"schema": 9, "entirely": "different"}"#),
+            Err(IndexError::UnknownSchema { found: 9 })
+        ));
+    }
+
+    #[test]
+    fn rollback_and_freeze() {
+        let index = sample();
+        assert!(index.check_fresh(Some(7), 150).is_ok());
+        assert!(matches!(
+            index.check_fresh(Some(8), 150),
+            Err(IndexError::Rollback { found: 7, seen: 8 })
+        ));
+        assert!(matches!(
+            index.check_fresh(None, 200),
+            Err(IndexError::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn signatures_from_the_minisign_crate_verify() {
+        let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let key = TrustedKey::parse(&pair.pk.to_box().unwrap().into_string()).unwrap();
+        let raw = sample().to_json();
+        let sig = minisign::sign(
+            Some(&pair.pk),
+            &pair.sk,
+            &raw[..],
+            Some("piston-index"),
+            None,
+        )
+        .unwrap()
+        .into_string();
+        assert_eq!(Index::verify(&raw, &sig, &key).unwrap(), sample());
+        let mut tampered = raw.clone();
+        tampered[20] ^= 1;
+        assert!(matches!(
+            Index::verify(&tampered, &sig, &key),
+            Err(IndexError::BadSignature(_))
+        ));
+        let other = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let other_key = TrustedKey::parse(&other.pk.to_base64()).unwrap();
+        assert!(Index::verify(&raw, &sig, &other_key).is_err());
+        assert!(matches!(
+            Index::verify(&raw, "garbage", &key),
+            Err(IndexError::SignatureFormat(_))
+        ));
+    }
+}
