@@ -69,6 +69,12 @@ pub struct Built {
     pub build_digest: String,
     pub compiled: bool,
     pub cache: CachePolicy,
+    /// Wall time of the build (fetch, build.sh, cleanup, mksquashfs, signing), in seconds.
+    #[serde(default)]
+    pub build_seconds: f64,
+    /// Size of the layer before compression (bytes of regular files).
+    #[serde(default)]
+    pub tree_bytes: u64,
 }
 
 /// Outcome of one build.
@@ -107,6 +113,7 @@ pub fn build(
         return Ok((Outcome::UpToDate, prev));
     }
 
+    let started = std::time::Instant::now();
     let work = layout.work_dir(&id);
     remove_tree(&work)?;
     let upper = work.join("upper");
@@ -208,7 +215,7 @@ pub fn build(
 
     clean_layer(&upper, deps.is_empty())?;
     copy_build_files(recipe, &upper.join(pkg_dir_rel))?;
-    clamp_times(&upper, opts.source_date_epoch)?;
+    let tree_bytes = clamp_times(&upper, opts.source_date_epoch)?;
 
     let tmp_image = layout.images_dir().join(format!(".{id}.sqfs.tmp"));
     mkdir(&layout.images_dir())?;
@@ -259,6 +266,8 @@ pub fn build(
         } else {
             CachePolicy::None
         }),
+        build_seconds: started.elapsed().as_secs_f64(),
+        tree_bytes,
     };
     if let Some(prev) = load_built(layout, &id)?
         && prev.image != built.image
@@ -371,8 +380,10 @@ const OVERLAY_PRIVATE_XATTRS: &[&str] = &[
 ];
 
 /// Clamps every timestamp newer than `epoch` to `epoch` (symlinks included, never followed) and
-/// drops overlayfs' private extended attributes, so rebuilds give the same bytes.
-fn clamp_times(root: &Path, epoch: u64) -> Result<(), Error> {
+/// drops overlayfs' private extended attributes, so rebuilds give the same bytes. Returns the
+/// total size of the regular files.
+fn clamp_times(root: &Path, epoch: u64) -> Result<u64, Error> {
+    let mut bytes = 0;
     let mut stack = vec![root.to_owned()];
     let ts = rustix::fs::Timestamps {
         last_access: rustix::fs::Timespec {
@@ -389,6 +400,9 @@ fn clamp_times(root: &Path, epoch: u64) -> Result<(), Error> {
             path: path.clone(),
             source,
         })?;
+        if md.is_file() {
+            bytes += md.len();
+        }
         if md.is_dir() {
             let entries = fs::read_dir(&path).map_err(|source| Error::Io {
                 path: path.clone(),
@@ -425,7 +439,7 @@ fn clamp_times(root: &Path, epoch: u64) -> Result<(), Error> {
     }
     // Directories were visited before their children were touched; touching a child does not change
     // the parent's mtime, so one pass is enough.
-    Ok(())
+    Ok(bytes)
 }
 
 pub(crate) fn mkdir(path: &Path) -> Result<(), Error> {

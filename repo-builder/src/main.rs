@@ -83,6 +83,8 @@ enum Command {
     },
     /// List the build files of the repository.
     List,
+    /// Print a Markdown table of every built image: build time, layer size, image size.
+    Report,
 }
 
 struct Bars {
@@ -192,6 +194,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     idx.version,
                     idx.packages.len(),
                     builder.layout.out.display()
+                );
+            }
+        }
+        Command::Report => {
+            let layout = repo_builder::Layout::new(cli.out);
+            println!("| package | version | build time (s) | layer (MiB) | image (MiB) | sha256 |");
+            println!("|---|---|---:|---:|---:|---|");
+            for b in index::all_built(&layout)? {
+                println!(
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {} |",
+                    b.meta.name,
+                    b.meta.version,
+                    b.build_seconds,
+                    b.tree_bytes as f64 / 1048576.0,
+                    b.size as f64 / 1048576.0,
+                    &b.sha256[..12]
                 );
             }
         }
