@@ -18,7 +18,7 @@ use crate::shell::{StackScript, qp, quote, run_logged, unshared};
 use crate::sign::Signer;
 
 /// Bumped when the way images are made changes, so every image is rebuilt.
-const BUILDER_FORMAT: &str = "repo-builder/1";
+const BUILDER_FORMAT: &str = "repo-builder/2";
 
 /// Paths removed from every layer after its build: they only served the build.
 const BUILD_LEFTOVERS: &[&str] = &[
@@ -27,6 +27,7 @@ const BUILD_LEFTOVERS: &[&str] = &[
     "var/log",
     "var/cache/debconf/templates.dat-old",
     "var/cache/debconf/config.dat-old",
+    "var/cache/ldconfig/aux-cache",
     "root/.cache",
     "root/.npm",
     "root/.wget-hsts",
@@ -320,6 +321,8 @@ fn copy_build_files(recipe: &Recipe, dest: &Path) -> Result<(), Error> {
 /// mount points are removed too, unless the layer is the bottom one (which must keep /proc, /dev…).
 fn clean_layer(upper: &Path, bottom: bool) -> Result<(), Error> {
     empty_dir(&upper.join("tmp"))?;
+    // ldconfig's cache of inode numbers and ctimes: differs on every build, regenerated on demand.
+    remove_tree(&upper.join("var/cache/ldconfig/aux-cache"))?;
     let resolv = upper.join("etc/resolv.conf");
     if bottom {
         // The bottom layer's own build.sh tidies apt and dpkg; sandboxes have no network, so no resolver.
@@ -449,8 +452,14 @@ pub(crate) fn mkdir(path: &Path) -> Result<(), Error> {
     })
 }
 
+/// Removes a file, a symlink or a whole directory (never following symlinks); absent is fine.
 pub(crate) fn remove_tree(path: &Path) -> Result<(), Error> {
-    match fs::remove_dir_all(path) {
+    let result = match fs::symlink_metadata(path) {
+        Ok(md) if md.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(Error::Io {
