@@ -1,0 +1,4 @@
+read -r line || true
+if [ "$#" -eq 2 ] || [ -n "$line" ] || true; then
+    echo OK
+fi
