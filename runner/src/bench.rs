@@ -1,0 +1,105 @@
+//! Start-up cost figures: a fully sandboxed `/bin/true` next to a plain spawn of it.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::error::RunnerError;
+use crate::job::{BOX_DIR, Runner};
+use crate::process::ProcessSpec;
+use crate::types::Limits;
+
+/// Summary of one series, microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub n: usize,
+    pub mean_us: u64,
+    pub median_us: u64,
+    pub p95_us: u64,
+    pub min_us: u64,
+    pub max_us: u64,
+}
+
+/// Summarises samples (sorted in place).
+pub fn stats(samples: &mut [Duration]) -> Stats {
+    samples.sort();
+    let n = samples.len();
+    if n == 0 {
+        return Stats {
+            n,
+            mean_us: 0,
+            median_us: 0,
+            p95_us: 0,
+            min_us: 0,
+            max_us: 0,
+        };
+    }
+    let us = |d: Duration| d.as_micros() as u64;
+    let sum: u64 = samples.iter().map(|d| us(*d)).sum();
+    let p95 = ((n as f64 * 0.95).ceil() as usize).clamp(1, n) - 1;
+    Stats {
+        n,
+        mean_us: sum / n as u64,
+        median_us: us(samples[n / 2]),
+        p95_us: us(samples[p95]),
+        min_us: us(samples[0]),
+        max_us: us(samples[n - 1]),
+    }
+}
+
+/// `n` plain spawns of `/bin/true` (posix_spawn + wait, no isolation).
+pub fn plain(n: usize) -> std::io::Result<Vec<Duration>> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        std::process::Command::new("/bin/true").status()?;
+        v.push(t.elapsed());
+    }
+    Ok(v)
+}
+
+/// `n` sandboxed runs of `/bin/true`: job tmpfs, cgroup with limits, helper, all namespaces,
+/// overlay of `layers`, /proc, /dev, /tmp, /dev/shm, pivot_root, uid drop, seccomp, exec,
+/// reaping and teardown (cgroup removed, tmpfs unmounted).
+pub fn sandboxed(
+    runner: &Runner,
+    layers: &[PathBuf],
+    n: usize,
+) -> Result<Vec<Duration>, RunnerError> {
+    let spec = ProcessSpec {
+        argv: vec!["/bin/true".into()],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: BOX_DIR.into(),
+        limits: Limits {
+            memory_bytes: Some(256 << 20),
+            ..Limits::piston_run()
+        },
+    };
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = runner.run_command(layers, &[], &spec, b"")?;
+        v.push(t.elapsed());
+        if r.code != Some(0) {
+            return Err(RunnerError::InvalidJob(format!(
+                "sandboxed /bin/true failed: {:?} {:?}",
+                r.status, r.message
+            )));
+        }
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_of_known_series() {
+        let mut v: Vec<Duration> = (1..=100).rev().map(Duration::from_micros).collect();
+        let s = stats(&mut v);
+        assert_eq!(
+            (s.n, s.min_us, s.max_us, s.median_us, s.p95_us, s.mean_us),
+            (100, 1, 100, 51, 95, 50)
+        );
+    }
+}

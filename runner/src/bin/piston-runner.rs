@@ -1,0 +1,267 @@
+//! `piston-runner`: run a job (or a raw command) in the sandbox and print the result as JSON;
+//! `bench` prints the sandbox's start-up cost next to a plain spawn.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use runner::{JobFile, JobSpec, Limits, ProcessSpec, Runner, RunnerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "piston-runner",
+    version,
+    about = "Run untrusted code in the Piston sandbox"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Read-only layer (lower dir), top-most first; repeat.
+    #[arg(long = "layer", required = true)]
+    layers: Vec<PathBuf>,
+    /// The piston-sandbox helper (default: next to this binary).
+    #[arg(long, env = "PISTON_SANDBOX_BINARY")]
+    sandbox_binary: Option<PathBuf>,
+    #[arg(long, env = "PISTON_RUNNER_UID_MIN", default_value_t = 1001)]
+    uid_min: u32,
+    #[arg(long, env = "PISTON_RUNNER_UID_MAX", default_value_t = 1500)]
+    uid_max: u32,
+    /// Parent cgroup (relative to the hierarchy root); default: this process's cgroup.
+    #[arg(long, env = "PISTON_CGROUP_PARENT")]
+    cgroup_parent: Option<String>,
+    /// Where job tmpfs mounts go.
+    #[arg(long, default_value = "/run/piston-runner")]
+    work_dir: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct LimitArgs {
+    #[arg(long, default_value_t = 3000)]
+    timeout: u64,
+    #[arg(long, default_value_t = 3000)]
+    cpu_time: u64,
+    /// Bytes; omit for no limit.
+    #[arg(long)]
+    memory_limit: Option<u64>,
+    #[arg(long, default_value_t = 64)]
+    max_processes: u64,
+    #[arg(long, default_value_t = 1024)]
+    output_max_size: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            wall_timeout_ms: self.timeout,
+            cpu_time_ms: self.cpu_time,
+            memory_bytes: self.memory_limit,
+            max_processes: self.max_processes,
+            output_max_size: self.output_max_size,
+            ..Limits::piston_run()
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a Piston job: compile (with --compile) then run; prints the JobResult as JSON.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Package directory inside the layers (holds run, compile, environment).
+        #[arg(long)]
+        package_dir: PathBuf,
+        #[arg(long)]
+        language: String,
+        /// The package has a compile script.
+        #[arg(long)]
+        compile: bool,
+        /// File to feed as stdin.
+        #[arg(long)]
+        stdin: Option<PathBuf>,
+        /// Source files (host paths; stored in the job dir under their base names).
+        files: Vec<PathBuf>,
+        /// Arguments for the program.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run a raw command (absolute path inside the sandbox) in a one-stage sandbox.
+    Exec {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Sandboxed /bin/true vs a plain spawn of it, side by side.
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        #[arg(short, default_value_t = 200)]
+        n: usize,
+    },
+}
+
+fn runner(c: &Common) -> Result<Runner> {
+    let mut cfg = RunnerConfig {
+        sandbox_binary: c.sandbox_binary.clone(),
+        uid_min: c.uid_min,
+        uid_max: c.uid_max,
+        gid_min: c.uid_min,
+        work_dir: c.work_dir.clone(),
+        ..RunnerConfig::default()
+    };
+    cfg.cgroup.parent = c.cgroup_parent.clone();
+    Runner::new(cfg).context("setting up the runner")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Run {
+            common,
+            limits,
+            package_dir,
+            language,
+            compile,
+            stdin,
+            files,
+            args,
+        } => {
+            let r = runner(&common)?;
+            let mut jf = Vec::new();
+            for f in &files {
+                let name = f
+                    .file_name()
+                    .with_context(|| format!("{} has no file name", f.display()))?
+                    .to_string_lossy()
+                    .into_owned();
+                let content =
+                    std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                jf.push(JobFile { name, content });
+            }
+            if jf.is_empty() {
+                bail!("no source files given");
+            }
+            let stdin = match stdin {
+                Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+                None => Vec::new(),
+            };
+            let job = JobSpec {
+                layers: common.layers,
+                package_dir,
+                language,
+                files: jf,
+                args,
+                stdin,
+                compile: compile.then(|| Limits {
+                    wall_timeout_ms: 10_000,
+                    cpu_time_ms: 10_000,
+                    ..limits.limits()
+                }),
+                run: limits.limits(),
+            };
+            let res = r.run_job(&job)?;
+            println!("{}", serde_json::to_string_pretty(&res)?);
+        }
+        Cmd::Exec {
+            common,
+            limits,
+            argv,
+        } => {
+            let r = runner(&common)?;
+            let spec = ProcessSpec {
+                argv,
+                env: vec![
+                    ("PATH".into(), r.config().path_env.clone()),
+                    ("HOME".into(), "/tmp".into()),
+                ],
+                cwd: runner::BOX_DIR.into(),
+                limits: limits.limits(),
+            };
+            let res = r.run_command(&common.layers, &[], &spec, b"")?;
+            println!("{}", serde_json::to_string_pretty(&res)?);
+        }
+        Cmd::Bench { common, n } => {
+            let r = runner(&common)?;
+            // Warm-up (page cache, first cgroup creation).
+            runner::bench::sandboxed(&r, &common.layers, 5)?;
+            runner::bench::plain(5)?;
+            let mut plain = runner::bench::plain(n)?;
+            let mut sbx = runner::bench::sandboxed(&r, &common.layers, n)?;
+            let p = runner::bench::stats(&mut plain);
+            let s = runner::bench::stats(&mut sbx);
+            let ms = |us: u64| us as f64 / 1000.0;
+            println!(
+                "cgroup {:?}, layers {:?}, n = {n}",
+                r.cgroup_version(),
+                common.layers
+            );
+            println!(
+                "{:<34} {:>9} {:>9} {:>9} {:>9}",
+                "", "mean ms", "median", "p95", "min"
+            );
+            for (name, st) in [
+                ("plain spawn /bin/true", p),
+                ("sandboxed /bin/true (full cycle)", s),
+            ] {
+                println!(
+                    "{name:<34} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                    ms(st.mean_us),
+                    ms(st.median_us),
+                    ms(st.p95_us),
+                    ms(st.min_us)
+                );
+            }
+            println!(
+                "difference (median) {:.3} ms, ratio {:.2}x; p95 difference {:.3} ms",
+                ms(s.median_us.saturating_sub(p.median_us)),
+                s.median_us as f64 / p.median_us.max(1) as f64,
+                ms(s.p95_us.saturating_sub(p.p95_us)),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for c in e.chain().skip(1) {
+                eprintln!("caused by: {c}");
+            }
+            if e.chain()
+                .any(|c| c.to_string().contains("must run as root"))
+            {
+                eprintln!("hint: run as root (sudo), the sandbox mounts and creates namespaces");
+            } else if e
+                .chain()
+                .any(|c| c.to_string().contains("helper not found"))
+            {
+                eprintln!("hint: build it with `cargo build -p runner` or pass --sandbox-binary");
+            }
+            ExitCode::from(
+                if e.chain()
+                    .any(|c| c.downcast_ref::<runner::RunnerError>().is_some())
+                {
+                    2
+                } else {
+                    1
+                },
+            )
+        }
+    }
+}

@@ -1,0 +1,679 @@
+//! Job cgroups on cgroup v1 (memory, pids, cpuacct hierarchies) or v2 (unified), detected at
+//! start-up. Host roots are parameters so unit tests drive the logic against a fake tree.
+//!
+//! Placement: job cgroups live under `<parent>/<name>/`, where `<parent>` is the configured
+//! parent or, by default, the cgroup this process is in (read from `/proc/self/cgroup`), so the
+//! runner also works inside a container's cgroup. On v2 the controllers must be enabled in the
+//! parent's `cgroup.subtree_control`; when the parent holds processes ("no internal processes"
+//! rule: EBUSY) they are first moved into a `<parent>/<name>-supervisor` leaf.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::RunnerError;
+
+/// Which cgroup hierarchy is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+/// Where to find cgroups and where to put the job cgroups.
+#[derive(Debug, Clone)]
+pub struct CgroupConfig {
+    /// Mount root of the cgroup file systems (`/sys/fs/cgroup`).
+    pub root: PathBuf,
+    /// The file describing this process's cgroups (`/proc/self/cgroup`).
+    pub proc_self_cgroup: PathBuf,
+    /// Parent cgroup path relative to the hierarchy root (for v1: to each controller's root);
+    /// `None` = this process's own cgroup.
+    pub parent: Option<String>,
+    /// Force a version instead of detecting it.
+    pub version: Option<CgroupVersion>,
+    /// Name of the directory that groups this runner's job cgroups.
+    pub name: String,
+}
+
+impl Default for CgroupConfig {
+    fn default() -> Self {
+        CgroupConfig {
+            root: PathBuf::from("/sys/fs/cgroup"),
+            proc_self_cgroup: PathBuf::from("/proc/self/cgroup"),
+            parent: None,
+            version: None,
+            name: "piston-runner".into(),
+        }
+    }
+}
+
+/// The limits a job cgroup enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupLimits {
+    pub memory_bytes: Option<u64>,
+    pub pids: u64,
+}
+
+/// CPU time used by a cgroup, microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuUsage {
+    pub total_us: u64,
+    pub user_us: u64,
+    pub system_us: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Layout {
+    V1 {
+        memory: PathBuf,
+        pids: PathBuf,
+        cpuacct: PathBuf,
+    },
+    V2 {
+        dir: PathBuf,
+    },
+}
+
+impl Layout {
+    fn dirs(&self) -> Vec<&Path> {
+        match self {
+            Layout::V1 {
+                memory,
+                pids,
+                cpuacct,
+            } => vec![memory, pids, cpuacct],
+            Layout::V2 { dir } => vec![dir],
+        }
+    }
+
+    fn join(&self, name: &str) -> Layout {
+        match self {
+            Layout::V1 {
+                memory,
+                pids,
+                cpuacct,
+            } => Layout::V1 {
+                memory: memory.join(name),
+                pids: pids.join(name),
+                cpuacct: cpuacct.join(name),
+            },
+            Layout::V2 { dir } => Layout::V2 {
+                dir: dir.join(name),
+            },
+        }
+    }
+}
+
+fn cg_err(path: &Path, source: io::Error) -> RunnerError {
+    RunnerError::Cgroup {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<(), RunnerError> {
+    fs::write(path, value).map_err(|e| cg_err(path, e))
+}
+
+fn read(path: &Path) -> io::Result<String> {
+    fs::read_to_string(path)
+}
+
+/// Value of `key` in a flat-keyed file (`key value` lines).
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next() == Some(key)).then(|| it.next()?.parse().ok())?
+    })
+}
+
+/// This process's cgroup path for `controller` (`None` = the v2 unified line).
+pub fn own_cgroup(proc_self_cgroup: &str, controller: Option<&str>) -> Option<String> {
+    proc_self_cgroup.lines().find_map(|l| {
+        let mut it = l.splitn(3, ':');
+        let _id = it.next()?;
+        let ctrls = it.next()?;
+        let path = it.next()?;
+        let hit = match controller {
+            None => ctrls.is_empty(),
+            Some(c) => ctrls.split(',').any(|x| x == c),
+        };
+        hit.then(|| path.to_string())
+    })
+}
+
+/// The detected cgroup set-up: where job cgroups are created.
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    version: CgroupVersion,
+    base: Layout,
+}
+
+impl Cgroups {
+    /// Detects the version and prepares `<parent>/<name>` (created if missing).
+    pub fn init(cfg: &CgroupConfig) -> Result<Cgroups, RunnerError> {
+        let version = match cfg.version {
+            Some(v) => v,
+            None if cfg.root.join("cgroup.controllers").exists() => CgroupVersion::V2,
+            None if cfg
+                .root
+                .join("memory")
+                .join("memory.limit_in_bytes")
+                .exists() =>
+            {
+                CgroupVersion::V1
+            }
+            None => {
+                return Err(RunnerError::NoCgroups {
+                    root: cfg.root.clone(),
+                });
+            }
+        };
+        let selfcg = read(&cfg.proc_self_cgroup).map_err(|e| cg_err(&cfg.proc_self_cgroup, e))?;
+        let parent_of = |ctrl: Option<&str>| -> Result<String, RunnerError> {
+            match &cfg.parent {
+                Some(p) => Ok(p.clone()),
+                None => own_cgroup(&selfcg, ctrl).ok_or_else(|| RunnerError::NoCgroups {
+                    root: cfg.proc_self_cgroup.clone(),
+                }),
+            }
+        };
+        let rel = |p: String| p.trim_start_matches('/').to_string();
+        let base = match version {
+            CgroupVersion::V1 => {
+                let m = cfg
+                    .root
+                    .join("memory")
+                    .join(rel(parent_of(Some("memory"))?));
+                let p = cfg.root.join("pids").join(rel(parent_of(Some("pids"))?));
+                let c = cfg
+                    .root
+                    .join("cpuacct")
+                    .join(rel(parent_of(Some("cpuacct"))?));
+                let base = Layout::V1 {
+                    memory: m.join(&cfg.name),
+                    pids: p.join(&cfg.name),
+                    cpuacct: c.join(&cfg.name),
+                };
+                for d in base.dirs() {
+                    mkdir(d)?;
+                }
+                if let Layout::V1 { memory, .. } = &base {
+                    // Children inherit hierarchical accounting (a no-op on modern kernels).
+                    let _ = fs::write(memory.join("memory.use_hierarchy"), "1");
+                }
+                base
+            }
+            CgroupVersion::V2 => {
+                let parent = cfg.root.join(rel(parent_of(None)?));
+                enable_controllers(&parent, &cfg.name)?;
+                let dir = parent.join(&cfg.name);
+                mkdir(&dir)?;
+                write(&dir.join("cgroup.subtree_control"), "+memory +pids +cpu")
+                    .or_else(|_| write(&dir.join("cgroup.subtree_control"), "+memory +pids"))?;
+                Layout::V2 { dir }
+            }
+        };
+        Ok(Cgroups { version, base })
+    }
+
+    pub fn version(&self) -> CgroupVersion {
+        self.version
+    }
+
+    /// Creates the job cgroup `name` with its limits.
+    pub fn create_job(&self, name: &str, limits: CgroupLimits) -> Result<JobCgroup, RunnerError> {
+        let layout = self.base.join(name);
+        for d in layout.dirs() {
+            mkdir(d)?;
+        }
+        let job = JobCgroup { layout };
+        if let Err(e) = job.set_limits(limits) {
+            let _ = job.remove();
+            return Err(e);
+        }
+        Ok(job)
+    }
+}
+
+fn mkdir(d: &Path) -> Result<(), RunnerError> {
+    match fs::create_dir(d) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(cg_err(d, e)),
+    }
+}
+
+/// v2: make memory/pids (and cpu when available) usable by `parent`'s children.
+fn enable_controllers(parent: &Path, name: &str) -> Result<(), RunnerError> {
+    let sc = parent.join("cgroup.subtree_control");
+    let enabled = read(&sc).unwrap_or_default();
+    if enabled.contains("memory") && enabled.contains("pids") {
+        return Ok(());
+    }
+    let try_enable =
+        || fs::write(&sc, "+memory +pids +cpu").or_else(|_| fs::write(&sc, "+memory +pids"));
+    match try_enable() {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            // No internal processes: move the parent's processes into a leaf, then retry.
+            let leaf = parent.join(format!("{name}-supervisor"));
+            mkdir(&leaf)?;
+            let procs = read(&parent.join("cgroup.procs")).map_err(|e| cg_err(parent, e))?;
+            for pid in procs.lines() {
+                // A process may have exited meanwhile; that is fine.
+                let _ = fs::write(leaf.join("cgroup.procs"), pid);
+            }
+            try_enable().map_err(|e| cg_err(&sc, e))
+        }
+        Err(e) => Err(cg_err(&sc, e)),
+    }
+}
+
+/// One job's cgroup (one directory per v1 hierarchy, or one v2 directory).
+#[derive(Debug)]
+pub struct JobCgroup {
+    layout: Layout,
+}
+
+impl JobCgroup {
+    fn set_limits(&self, l: CgroupLimits) -> Result<(), RunnerError> {
+        match &self.layout {
+            Layout::V1 { memory, pids, .. } => {
+                if let Some(m) = l.memory_bytes {
+                    write(&memory.join("memory.limit_in_bytes"), &m.to_string())?;
+                    let memsw = memory.join("memory.memsw.limit_in_bytes");
+                    if memsw.exists() {
+                        // Swap off: memory+swap may not exceed memory.
+                        write(&memsw, &m.to_string())?;
+                    }
+                }
+                let _ = fs::write(memory.join("memory.swappiness"), "0");
+                write(&pids.join("pids.max"), &l.pids.to_string())?;
+            }
+            Layout::V2 { dir } => {
+                if let Some(m) = l.memory_bytes {
+                    write(&dir.join("memory.max"), &m.to_string())?;
+                }
+                let swap = dir.join("memory.swap.max");
+                if swap.exists() {
+                    write(&swap, "0")?;
+                }
+                let _ = fs::write(dir.join("memory.oom.group"), "1");
+                write(&dir.join("pids.max"), &l.pids.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// v1: the `cgroup.procs` files a process writes its pid into to join.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        match &self.layout {
+            Layout::V1 { .. } => self
+                .layout
+                .dirs()
+                .iter()
+                .map(|d| d.join("cgroup.procs"))
+                .collect(),
+            Layout::V2 { .. } => Vec::new(),
+        }
+    }
+
+    /// v2: the directory for clone3(CLONE_INTO_CGROUP).
+    pub fn v2_dir(&self) -> Option<&Path> {
+        match &self.layout {
+            Layout::V2 { dir } => Some(dir),
+            Layout::V1 { .. } => None,
+        }
+    }
+
+    /// CPU time of every process that ever ran in the cgroup.
+    pub fn cpu(&self) -> io::Result<CpuUsage> {
+        match &self.layout {
+            Layout::V1 { cpuacct, .. } => {
+                let ns = |f: &str| -> io::Result<u64> {
+                    read(&cpuacct.join(f))?
+                        .trim()
+                        .parse()
+                        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, f.to_string()))
+                };
+                let total = ns("cpuacct.usage")?;
+                let (user, sys) = match (ns("cpuacct.usage_user"), ns("cpuacct.usage_sys")) {
+                    (Ok(u), Ok(s)) => (u, s),
+                    _ => {
+                        // cpuacct.stat is in USER_HZ (100) ticks.
+                        let st = read(&cpuacct.join("cpuacct.stat"))?;
+                        let t = |k| keyed(&st, k).unwrap_or(0) * 10_000_000;
+                        (t("user"), t("system"))
+                    }
+                };
+                Ok(CpuUsage {
+                    total_us: total / 1000,
+                    user_us: user / 1000,
+                    system_us: sys / 1000,
+                })
+            }
+            Layout::V2 { dir } => {
+                let st = read(&dir.join("cpu.stat"))?;
+                Ok(CpuUsage {
+                    total_us: keyed(&st, "usage_usec").unwrap_or(0),
+                    user_us: keyed(&st, "user_usec").unwrap_or(0),
+                    system_us: keyed(&st, "system_usec").unwrap_or(0),
+                })
+            }
+        }
+    }
+
+    /// Current memory charge, bytes.
+    pub fn memory_current(&self) -> u64 {
+        let p = match &self.layout {
+            Layout::V1 { memory, .. } => memory.join("memory.usage_in_bytes"),
+            Layout::V2 { dir } => dir.join("memory.current"),
+        };
+        read(&p)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Peak memory charge, bytes (v2 without `memory.peak`: the current charge).
+    pub fn memory_peak(&self) -> u64 {
+        let p = match &self.layout {
+            Layout::V1 { memory, .. } => memory.join("memory.max_usage_in_bytes"),
+            Layout::V2 { dir } => dir.join("memory.peak"),
+        };
+        read(&p)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| self.memory_current())
+    }
+
+    /// Whether the kernel OOM-killed a process of this cgroup.
+    pub fn oom_killed(&self) -> bool {
+        let (p, key) = match &self.layout {
+            Layout::V1 { memory, .. } => (memory.join("memory.oom_control"), "oom_kill"),
+            Layout::V2 { dir } => (dir.join("memory.events"), "oom_kill"),
+        };
+        read(&p)
+            .ok()
+            .and_then(|s| keyed(&s, key))
+            .is_some_and(|n| n > 0)
+    }
+
+    /// Whether a fork failed because of pids.max.
+    pub fn pids_limit_hit(&self) -> bool {
+        let p = match &self.layout {
+            Layout::V1 { pids, .. } => pids.join("pids.events"),
+            Layout::V2 { dir } => dir.join("pids.events"),
+        };
+        read(&p)
+            .ok()
+            .and_then(|s| keyed(&s, "max"))
+            .is_some_and(|n| n > 0)
+    }
+
+    /// Pids currently in the cgroup.
+    pub fn procs(&self) -> Vec<i32> {
+        let d = self.layout.dirs()[0];
+        read(&d.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// SIGKILLs every process in the cgroup until it is empty (or ~2 s passed).
+    ///
+    /// Normally a no-op: the job's PID namespace dies with its init. v2 uses `cgroup.kill`;
+    /// v1 kills the listed pids one by one, repeated until the list is empty.
+    pub fn kill_all(&self) {
+        if let Layout::V2 { dir } = &self.layout {
+            let _ = fs::write(dir.join("cgroup.kill"), "1");
+        }
+        for i in 0..2000 {
+            let procs = self.procs();
+            if procs.is_empty() {
+                return;
+            }
+            for p in procs {
+                let _ = crate::sys::kill(p, libc::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_micros(if i < 10 { 100 } else { 1000 }));
+        }
+    }
+
+    /// Removes the cgroup directories (after [`JobCgroup::kill_all`]); retries while the kernel
+    /// still counts exiting tasks.
+    pub fn remove(&self) -> Result<(), RunnerError> {
+        for d in self.layout.dirs() {
+            let mut last = None;
+            for i in 0..1000 {
+                match fs::remove_dir(d) {
+                    Ok(()) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        last = Some(e);
+                        std::thread::sleep(Duration::from_micros(if i < 10 { 100 } else { 2000 }));
+                    }
+                    Err(e) => {
+                        last = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = last {
+                return Err(cg_err(d, e));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_v2(own: &str) -> (tempfile::TempDir, CgroupConfig) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("cg");
+        fs::create_dir_all(root.join(own.trim_start_matches('/'))).unwrap();
+        fs::write(root.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        let selfcg = t.path().join("self-cgroup");
+        fs::write(&selfcg, format!("0::{own}\n")).unwrap();
+        let cfg = CgroupConfig {
+            root,
+            proc_self_cgroup: selfcg,
+            ..CgroupConfig::default()
+        };
+        (t, cfg)
+    }
+
+    #[test]
+    fn parses_proc_self_cgroup() {
+        let s = "9:name=systemd:/\n4:memory:/process_api/abc\n2:cpu,cpuacct:/x\n0::/user.slice\n";
+        assert_eq!(own_cgroup(s, None).as_deref(), Some("/user.slice"));
+        assert_eq!(
+            own_cgroup(s, Some("memory")).as_deref(),
+            Some("/process_api/abc")
+        );
+        assert_eq!(own_cgroup(s, Some("cpuacct")).as_deref(), Some("/x"));
+        assert_eq!(own_cgroup(s, Some("pids")), None);
+    }
+
+    #[test]
+    fn v2_detects_and_creates_under_own_cgroup() {
+        let (_t, cfg) = fake_v2("/docker/abc");
+        let cg = Cgroups::init(&cfg).unwrap();
+        assert_eq!(cg.version(), CgroupVersion::V2);
+        let own = cfg.root.join("docker/abc");
+        assert_eq!(
+            fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids +cpu"
+        );
+        let base = own.join("piston-runner");
+        assert_eq!(
+            fs::read_to_string(base.join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids +cpu"
+        );
+        // A swap file present (as on a real tree) must be set to 0.
+        let job_dir = base.join("job-1");
+        fs::create_dir(&job_dir).unwrap();
+        fs::write(job_dir.join("memory.swap.max"), "max").unwrap();
+        let job = cg
+            .create_job(
+                "job-1",
+                CgroupLimits {
+                    memory_bytes: Some(64 << 20),
+                    pids: 66,
+                },
+            )
+            .unwrap();
+        assert_eq!(job.v2_dir(), Some(job_dir.as_path()));
+        assert!(job.procs_files().is_empty());
+        let r = |f: &str| fs::read_to_string(job_dir.join(f)).unwrap();
+        assert_eq!(r("memory.max"), "67108864");
+        assert_eq!(r("memory.swap.max"), "0");
+        assert_eq!(r("pids.max"), "66");
+        assert_eq!(r("memory.oom.group"), "1");
+
+        fs::write(
+            job_dir.join("cpu.stat"),
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            job.cpu().unwrap(),
+            CpuUsage {
+                total_us: 1500,
+                user_us: 1000,
+                system_us: 500
+            }
+        );
+        fs::write(job_dir.join("memory.current"), "4096\n").unwrap();
+        assert_eq!(job.memory_peak(), 4096, "falls back to memory.current");
+        fs::write(job_dir.join("memory.peak"), "8192\n").unwrap();
+        assert_eq!(job.memory_peak(), 8192);
+        assert!(!job.oom_killed());
+        fs::write(
+            job_dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        assert!(job.oom_killed());
+        fs::write(job_dir.join("pids.events"), "max 2\n").unwrap();
+        assert!(job.pids_limit_hit());
+        // kill_all on an empty cgroup returns at once and asks the kernel to kill.
+        fs::write(job_dir.join("cgroup.procs"), "").unwrap();
+        job.kill_all();
+        assert_eq!(r("cgroup.kill"), "1");
+    }
+
+    #[test]
+    fn v2_configured_parent_and_existing_controllers() {
+        let (_t, mut cfg) = fake_v2("/");
+        cfg.parent = Some("/piston.slice".into());
+        fs::create_dir(cfg.root.join("piston.slice")).unwrap();
+        fs::write(
+            cfg.root.join("piston.slice/cgroup.subtree_control"),
+            "memory pids",
+        )
+        .unwrap();
+        Cgroups::init(&cfg).unwrap();
+        // Already enabled: left alone.
+        assert_eq!(
+            fs::read_to_string(cfg.root.join("piston.slice/cgroup.subtree_control")).unwrap(),
+            "memory pids"
+        );
+        assert!(cfg.root.join("piston.slice/piston-runner").is_dir());
+    }
+
+    #[test]
+    fn v1_layout() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("cg");
+        for c in ["memory/pa/x", "pids", "cpuacct"] {
+            fs::create_dir_all(root.join(c)).unwrap();
+        }
+        fs::write(root.join("memory/memory.limit_in_bytes"), "0").unwrap();
+        let selfcg = t.path().join("self");
+        fs::write(
+            &selfcg,
+            "8:pids:/\n4:memory:/pa/x\n2:cpuacct:/\n1:cpu:/\n0::/\n",
+        )
+        .unwrap();
+        let cfg = CgroupConfig {
+            root: root.clone(),
+            proc_self_cgroup: selfcg,
+            ..CgroupConfig::default()
+        };
+        let cg = Cgroups::init(&cfg).unwrap();
+        assert_eq!(cg.version(), CgroupVersion::V1);
+        let mem = root.join("memory/pa/x/piston-runner/j");
+        fs::create_dir_all(&mem).unwrap();
+        fs::write(mem.join("memory.memsw.limit_in_bytes"), "").unwrap();
+        let job = cg
+            .create_job(
+                "j",
+                CgroupLimits {
+                    memory_bytes: Some(1000),
+                    pids: 5,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(mem.join("memory.memsw.limit_in_bytes")).unwrap(),
+            "1000"
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("pids/piston-runner/j/pids.max")).unwrap(),
+            "5"
+        );
+        assert_eq!(
+            job.procs_files(),
+            vec![
+                mem.join("cgroup.procs"),
+                root.join("pids/piston-runner/j/cgroup.procs"),
+                root.join("cpuacct/piston-runner/j/cgroup.procs"),
+            ]
+        );
+        let ca = root.join("cpuacct/piston-runner/j");
+        fs::write(ca.join("cpuacct.usage"), "3000000\n").unwrap();
+        fs::write(ca.join("cpuacct.stat"), "user 2\nsystem 1\n").unwrap();
+        assert_eq!(
+            job.cpu().unwrap(),
+            CpuUsage {
+                total_us: 3000,
+                user_us: 20000,
+                system_us: 10000
+            }
+        );
+        fs::write(
+            mem.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
+        assert!(job.oom_killed());
+    }
+
+    #[test]
+    fn no_cgroups_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = CgroupConfig {
+            root: t.path().to_path_buf(),
+            proc_self_cgroup: t.path().join("nope"),
+            ..CgroupConfig::default()
+        };
+        assert!(matches!(
+            Cgroups::init(&cfg),
+            Err(RunnerError::NoCgroups { .. })
+        ));
+    }
+}

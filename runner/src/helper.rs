@@ -1,0 +1,353 @@
+//! The `piston-sandbox` helper: builds one sandbox and runs one command in it.
+//!
+//! Three processes, like isolate's keeper/proxy/inside:
+//!
+//! * **outer** (the helper as spawned by the library, root, host namespaces, single-threaded):
+//!   reads the spec from fd 3, enters the job cgroup (v1: writes its pid to `cgroup.procs`; v2:
+//!   clone3 with CLONE_INTO_CGROUP), clone3s **init** into new mount, PID, network, IPC, UTS and
+//!   cgroup namespaces, forwards signals to it and exits when it ends.
+//! * **init** (PID 1 of the new PID namespace, still root): builds the root (overlay, /proc, /dev,
+//!   /tmp, /dev/shm, pivot_root), forks the target, reaps every process, reports the target's end
+//!   on fd 4 and exits — which makes the kernel SIGKILL everything left in the namespace
+//!   (orphans, daemons). It dies with the outer helper (PR_SET_PDEATHSIG = SIGKILL).
+//! * **target** (PID 2): drops to the job's uid/gid, drops every capability, sets rlimits,
+//!   no_new_privs and the seccomp filter, then execs the command.
+//!
+//! fds on entry: 0/1/2 the target's stdin/stdout/stderr pipes, 3 the spec (read to EOF),
+//! 4 the report pipe (write). Every step, in order, is listed in `docs/sandbox.md`.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, symlink};
+
+use crate::spec::{HelperReport, SandboxSpec};
+use crate::sys;
+
+const SPEC_FD: i32 = 3;
+const REPORT_FD: i32 = 4;
+
+/// Entry point of the helper binary.
+pub fn helper_main() -> ! {
+    let mut spec_raw = Vec::new();
+    let mut f = sys::file_from_fd(SPEC_FD);
+    if let Err(e) = f.read_to_end(&mut spec_raw) {
+        fail(&format!("read spec: {e}"));
+    }
+    drop(f);
+    let spec: SandboxSpec = match serde_json::from_slice(&spec_raw) {
+        Ok(s) => s,
+        Err(e) => fail(&format!("parse spec: {e}")),
+    };
+    match outer(&spec) {
+        Ok(code) => sys::exit_now(code),
+        Err(e) => fail(&e),
+    }
+}
+
+fn report(r: &HelperReport) {
+    let mut f = sys::file_from_fd(REPORT_FD);
+    let _ = f.write_all(r.to_line().as_bytes());
+    std::mem::forget(f); // keep fd 4 open; it is close-on-exec for the target anyway
+}
+
+fn fail(msg: &str) -> ! {
+    report(&HelperReport::Error(msg.to_string()));
+    sys::exit_now(1)
+}
+
+fn ctx<T>(what: &str, r: io::Result<T>) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+fn outer(spec: &SandboxSpec) -> Result<i32, String> {
+    let signals = sys::SigSet::forwardable();
+    ctx("block signals", signals.block())?;
+    sys::umask(0o022);
+
+    // Enter the job cgroup before anything is created, so every later process is accounted.
+    let pid = sys::getpid().to_string();
+    for procs in &spec.cgroup_procs {
+        ctx(&format!("join cgroup {procs}"), fs::write(procs, &pid))?;
+    }
+    let cgroup_fd = match &spec.cgroup_dir {
+        Some(d) => Some(ctx(&format!("open cgroup {d}"), sys::open_dir_path(d))?),
+        None => None,
+    };
+
+    let flags = (libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP) as u64;
+    use std::os::fd::AsRawFd;
+    let init_pid = ctx(
+        "clone3 into new namespaces",
+        sys::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())),
+    )?;
+    if init_pid == 0 {
+        init(spec, &signals);
+    }
+    drop(cgroup_fd);
+    // The sandbox alone holds the stdio pipes now: their EOF means every job process is gone.
+    for fd in 0..3 {
+        sys::close(fd);
+    }
+    loop {
+        let sig = ctx("sigwaitinfo", signals.wait())?;
+        if sig == libc::SIGCHLD {
+            if let Some(exit) = ctx("wait init", sys::wait(init_pid, true))? {
+                return Ok(exit.code().unwrap_or(128 + exit.signal().unwrap_or(0)));
+            }
+        } else {
+            let _ = sys::kill(init_pid, sig);
+        }
+    }
+}
+
+/// PID 1 of the job. Never returns.
+fn init(spec: &SandboxSpec, signals: &sys::SigSet) -> ! {
+    if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
+        fail(&format!("pdeathsig: {e}"));
+    }
+    if let Err(e) = build_root(spec) {
+        fail(&e);
+    }
+    // The report fd must not survive into the target's exec (it could forge results).
+    let _ = sys::set_cloexec(REPORT_FD);
+    let start = sys::monotonic_ns();
+    let target = match sys::fork() {
+        Ok(0) => target(spec),
+        Ok(p) => p,
+        Err(e) => fail(&format!("fork target: {e}")),
+    };
+    for fd in 0..3 {
+        sys::close(fd);
+    }
+    loop {
+        let sig = match signals.wait() {
+            Ok(s) => s,
+            Err(e) => fail(&format!("sigwaitinfo: {e}")),
+        };
+        if sig != libc::SIGCHLD {
+            let _ = sys::kill(target, sig);
+            continue;
+        }
+        // Reap everything that ended; orphans are re-parented to us.
+        while let Ok(Some(exit)) = sys::wait(-1, true) {
+            if exit.pid == target {
+                let wall_us = (sys::monotonic_ns() - start) / 1000;
+                report(&HelperReport::Finished {
+                    code: exit.code(),
+                    signal: exit.signal(),
+                    wall_us,
+                    utime_us: exit.utime_us,
+                    stime_us: exit.stime_us,
+                    maxrss_kb: exit.maxrss_kb,
+                });
+                // Exiting as PID 1 makes the kernel kill every remaining process of the job.
+                sys::exit_now(0);
+            }
+        }
+    }
+}
+
+/// Mounts the job's root and pivots into it. Runs as root inside the new mount namespace.
+fn build_root(spec: &SandboxSpec) -> Result<(), String> {
+    let ms = |f: libc::c_ulong| f;
+    // 1. Nothing we mount may propagate back to the host (and host mounts stop propagating in).
+    ctx(
+        "make / private",
+        sys::mount("none", "/", None, ms(libc::MS_REC | libc::MS_PRIVATE), None),
+    )?;
+    // 2. The overlay root: read-only layers under the job's writable upper dir (on its tmpfs).
+    let root = format!("{}/root", spec.job_dir);
+    for l in &spec.layers {
+        if l.contains([':', ',', '\\']) || !l.starts_with('/') {
+            return Err(format!("layer path not usable in overlay options: {l}"));
+        }
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={}/upper,workdir={}/work,index=off,metacopy=off,redirect_dir=off",
+        spec.layers.join(":"),
+        spec.job_dir,
+        spec.job_dir
+    );
+    ctx(
+        &format!("mount overlay ({opts})"),
+        sys::mount(
+            "overlay",
+            &root,
+            Some("overlay"),
+            ms(libc::MS_NOSUID | libc::MS_NODEV),
+            Some(&opts),
+        ),
+    )?;
+    for d in ["proc", "dev", "tmp"] {
+        let p = format!("{root}/{d}");
+        if fs::symlink_metadata(&p).is_err() {
+            ctx(
+                &format!("mkdir {p}"),
+                fs::DirBuilder::new().mode(0o755).create(&p),
+            )?;
+        }
+    }
+    // 3. A fresh /proc: the new PID namespace's processes only.
+    ctx(
+        "mount /proc",
+        sys::mount(
+            "proc",
+            &format!("{root}/proc"),
+            Some("proc"),
+            ms(libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC),
+            None,
+        ),
+    )?;
+    // 4. A minimal /dev on its own tmpfs, made read-only once populated.
+    let dev = format!("{root}/dev");
+    ctx(
+        "mount /dev",
+        sys::mount(
+            "tmpfs",
+            &dev,
+            Some("tmpfs"),
+            ms(libc::MS_NOSUID | libc::MS_NOEXEC),
+            Some("mode=755,size=64k,nr_inodes=64"),
+        ),
+    )?;
+    for (name, minor) in [
+        ("null", 3),
+        ("zero", 5),
+        ("full", 7),
+        ("random", 8),
+        ("urandom", 9),
+    ] {
+        let p = format!("{dev}/{name}");
+        ctx(&format!("mknod {p}"), sys::mknod_char(&p, 0o666, 1, minor))?;
+        ctx(&format!("chmod {p}"), sys::chmod(&p, 0o666))?;
+    }
+    for (name, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ctx(
+            &format!("symlink /dev/{name}"),
+            symlink(to, format!("{dev}/{name}")),
+        )?;
+    }
+    ctx(
+        "mkdir /dev/shm",
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(format!("{dev}/shm")),
+    )?;
+    ctx(
+        "remount /dev read-only",
+        sys::mount(
+            "none",
+            &dev,
+            None,
+            ms(libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC),
+            None,
+        ),
+    )?;
+    // 5. Private /dev/shm and /tmp, size-limited (their pages are charged to the job's cgroup).
+    let tmp_opts = format!("mode=1777,size={}", spec.tmp_bytes.max(4096));
+    for (what, p) in [
+        ("/dev/shm", format!("{dev}/shm")),
+        ("/tmp", format!("{root}/tmp")),
+    ] {
+        ctx(
+            &format!("mount {what}"),
+            sys::mount(
+                "tmpfs",
+                &p,
+                Some("tmpfs"),
+                ms(libc::MS_NOSUID | libc::MS_NODEV),
+                Some(&tmp_opts),
+            ),
+        )?;
+    }
+    // 6. pivot_root into the overlay and detach the old root (the host's whole mount tree).
+    ctx("chdir root", std::env::set_current_dir(&root))?;
+    ctx("pivot_root", sys::pivot_root_dot())?;
+    ctx("detach old root", sys::umount(".", libc::MNT_DETACH))?;
+    ctx("chdir /", std::env::set_current_dir("/"))?;
+    // 7. UTS namespace: our own hostname.
+    ctx("sethostname", sys::sethostname(&spec.hostname))?;
+    Ok(())
+}
+
+/// The target: drop everything, then exec. Never returns.
+fn target(spec: &SandboxSpec) -> ! {
+    let r = (|| -> Result<(), String> {
+        ctx("unblock signals", sys::SigSet::unblock_all())?;
+        ctx("setsid", sys::setsid())?;
+        let rl = spec.rlimits;
+        let inf = libc::RLIM_INFINITY;
+        let or_inf = |v: u64| if v == 0 { inf } else { v };
+        ctx("RLIMIT_CORE", sys::setrlimit(libc::RLIMIT_CORE, 0, 0))?;
+        ctx("RLIMIT_MEMLOCK", sys::setrlimit(libc::RLIMIT_MEMLOCK, 0, 0))?;
+        ctx(
+            "RLIMIT_NOFILE",
+            sys::setrlimit(libc::RLIMIT_NOFILE, rl.nofile, rl.nofile),
+        )?;
+        ctx(
+            "RLIMIT_FSIZE",
+            sys::setrlimit(libc::RLIMIT_FSIZE, or_inf(rl.fsize), or_inf(rl.fsize)),
+        )?;
+        ctx(
+            "RLIMIT_STACK",
+            sys::setrlimit(libc::RLIMIT_STACK, or_inf(rl.stack), or_inf(rl.stack)),
+        )?;
+        let (cs, ch) = if rl.cpu_seconds == 0 {
+            (inf, inf)
+        } else {
+            (rl.cpu_seconds, rl.cpu_seconds + 1)
+        };
+        ctx("RLIMIT_CPU", sys::setrlimit(libc::RLIMIT_CPU, cs, ch))?;
+        ctx(
+            "RLIMIT_NPROC",
+            sys::setrlimit(libc::RLIMIT_NPROC, or_inf(rl.nproc), or_inf(rl.nproc)),
+        )?;
+        ctx("drop capability bounding set", sys::drop_bounding_set())?;
+        if spec.uid == 0 || spec.gid == 0 {
+            return Err("refusing to run the target as root".into());
+        }
+        ctx("set uid/gid", sys::set_ids(spec.uid, spec.gid))?;
+        ctx("clear capabilities", sys::clear_all_caps())?;
+        ctx(
+            &format!("chdir {}", spec.cwd),
+            std::env::set_current_dir(&spec.cwd),
+        )?;
+        ctx("no_new_privs", sys::set_no_new_privs())?;
+        ctx("mark fds close-on-exec", sys::cloexec_from(3))?;
+        if spec.seccomp {
+            ctx("seccomp", sys::install_seccomp(&crate::seccomp::filter()))?;
+        }
+        let argv: Vec<CString> = spec
+            .argv
+            .iter()
+            .map(|a| sys::cstring(a))
+            .collect::<io::Result<_>>()
+            .map_err(|e| format!("argv: {e}"))?;
+        let env: Vec<CString> = spec
+            .env
+            .iter()
+            .map(|a| sys::cstring(a))
+            .collect::<io::Result<_>>()
+            .map_err(|e| format!("env: {e}"))?;
+        let Some(path) = argv.first() else {
+            return Err("empty argv".into());
+        };
+        let e = sys::execve(path, &argv, &env);
+        Err(format!("exec {}: {e}", spec.argv[0]))
+    })();
+    if let Err(e) = r {
+        report(&HelperReport::Error(e));
+    }
+    sys::exit_now(127)
+}

@@ -1,0 +1,826 @@
+//! Jobs: a compile stage (optional) then a run stage in one sandbox whose writable layer persists
+//! between the stages; synchronous ([`Runner::run_job`]) or interactive ([`Runner::start_job`]).
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, fchown};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::cgroup::{CgroupConfig, CgroupVersion, Cgroups};
+use crate::error::RunnerError;
+use crate::process::{Process, ProcessEvent, ProcessSpec, ResourceUsage, SandboxPlace, Stream};
+use crate::sys;
+use crate::types::{JobResult, KillReason, Limits, StageResult};
+
+/// Where the job's files are inside the sandbox (isolate's convention).
+pub const BOX_DIR: &str = "/box";
+
+/// How the runner is set up. Defaults follow Piston (`PISTON_RUNNER_UID_MIN/MAX`).
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The `piston-sandbox` helper; `None` = next to the current executable (or its parent
+    /// directory, for test binaries in `target/*/deps`).
+    pub sandbox_binary: Option<PathBuf>,
+    /// Host directory under which each job's tmpfs is mounted.
+    pub work_dir: PathBuf,
+    /// uid range for concurrent jobs; gid = gid_min + (uid - uid_min).
+    pub uid_min: u32,
+    pub uid_max: u32,
+    pub gid_min: u32,
+    pub cgroup: CgroupConfig,
+    /// Size of the job's writable layer (its tmpfs): the disk limit, bytes.
+    pub disk_bytes: u64,
+    /// Size of the private /tmp and of /dev/shm (each), bytes.
+    pub tmp_bytes: u64,
+    /// RLIMIT_STACK, bytes (0 = unlimited).
+    pub stack_bytes: u64,
+    pub hostname: String,
+    /// PATH given to compile/run (the package's `environment` usually extends it).
+    pub path_env: String,
+    /// Extra environment for every stage.
+    pub extra_env: Vec<(String, String)>,
+    /// Install the seccomp deny list (on by default).
+    pub seccomp: bool,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            sandbox_binary: None,
+            work_dir: PathBuf::from("/run/piston-runner"),
+            uid_min: 1001,
+            uid_max: 1500,
+            gid_min: 1001,
+            cgroup: CgroupConfig::default(),
+            disk_bytes: 256 << 20,
+            tmp_bytes: 64 << 20,
+            stack_bytes: 256 << 20,
+            hostname: "piston".into(),
+            path_env: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            extra_env: Vec::new(),
+            seccomp: true,
+        }
+    }
+}
+
+/// A submitted file, already decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFile {
+    /// Relative path inside the job directory; sub-directories are created (mode 0700).
+    pub name: String,
+    pub content: Vec<u8>,
+}
+
+/// One job (see the crate docs for Piston's conventions).
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// Read-only lower dirs, top-most first.
+    pub layers: Vec<PathBuf>,
+    /// Package directory inside the tree: holds `run`, optional `compile`, optional `environment`.
+    pub package_dir: PathBuf,
+    /// Exported as PISTON_LANGUAGE.
+    pub language: String,
+    pub files: Vec<JobFile>,
+    pub args: Vec<String>,
+    pub stdin: Vec<u8>,
+    /// Some iff the package has a compile script.
+    pub compile: Option<Limits>,
+    pub run: Limits,
+}
+
+/// Which stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Compile,
+    Run,
+}
+
+/// What an interactive job reports, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Stage(Stage),
+    Output { stream: Stream, data: Vec<u8> },
+    Exit { stage: Stage, result: StageResult },
+    Done(JobResult),
+}
+
+/// The runner: owns the configuration, the cgroup set-up and the uid pool.
+#[derive(Debug)]
+pub struct Runner {
+    config: RunnerConfig,
+    helper: PathBuf,
+    cgroups: Cgroups,
+}
+
+/// uids in use by jobs of this process (shared by every `Runner` in it).
+static UIDS_IN_USE: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+static JOB_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+struct UidLease(u32);
+
+impl UidLease {
+    fn take(min: u32, max: u32) -> Result<UidLease, RunnerError> {
+        let mut used = UIDS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+        let uid = (min..=max)
+            .find(|u| !used.contains(u))
+            .ok_or(RunnerError::NoFreeUid { min, max })?;
+        used.insert(uid);
+        Ok(UidLease(uid))
+    }
+}
+
+impl Drop for UidLease {
+    fn drop(&mut self) {
+        UIDS_IN_USE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
+}
+
+/// Checks a submitted file name: relative, no `..`, no `.`-only or empty components, no NUL.
+pub fn check_file_name(name: &str) -> Result<PathBuf, RunnerError> {
+    let bad = |reason| RunnerError::BadFileName {
+        name: name.to_string(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("empty name"));
+    }
+    if name.contains('\0') {
+        return Err(bad("contains a NUL byte"));
+    }
+    let p = Path::new(name);
+    if p.is_absolute() {
+        return Err(bad("absolute paths are not allowed"));
+    }
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(bad("`..` would leave the job directory")),
+            _ => return Err(bad("not a plain relative path")),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(bad("names no file"));
+    }
+    Ok(out)
+}
+
+/// A prepared job directory: a tmpfs on the host holding the writable layer. Unmounting it is
+/// the whole clean-up, so nothing the job wrote (symlinks, FIFOs, devices, odd modes) is ever
+/// walked, followed, chowned or chmodded by the host.
+struct JobDir {
+    path: PathBuf,
+    mounted: bool,
+}
+
+impl JobDir {
+    fn create(
+        path: PathBuf,
+        size: u64,
+        uid: u32,
+        gid: u32,
+        files: &[JobFile],
+    ) -> Result<JobDir, RunnerError> {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| RunnerError::io("create job directory", &path, e))?;
+        let mut dir = JobDir {
+            path,
+            mounted: false,
+        };
+        let p = dir.path.to_string_lossy().into_owned();
+        sys::mount(
+            "tmpfs",
+            &p,
+            Some("tmpfs"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(&format!("size={size},mode=0700,nr_inodes=65536")),
+        )
+        .map_err(|e| RunnerError::io("mount job tmpfs on", &dir.path, e))?;
+        dir.mounted = true;
+        // Nothing untrusted has run yet: this tree is ours alone.
+        for (d, mode) in [("upper", 0o755), ("work", 0o700), ("root", 0o755)] {
+            let dp = dir.path.join(d);
+            fs::DirBuilder::new()
+                .mode(mode)
+                .create(&dp)
+                .map_err(|e| RunnerError::io("create", &dp, e))?;
+        }
+        let boxd = dir.path.join("upper").join(BOX_DIR.trim_start_matches('/'));
+        mkdir_owned(&boxd, uid, gid)?;
+        for f in files {
+            let rel = check_file_name(&f.name)?;
+            let mut cur = boxd.clone();
+            let comps: Vec<_> = rel.components().collect();
+            for c in &comps[..comps.len() - 1] {
+                cur.push(c);
+                if !cur.is_dir() {
+                    mkdir_owned(&cur, uid, gid)?;
+                }
+            }
+            cur.push(comps[comps.len() - 1]);
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&cur)
+                .map_err(|e| RunnerError::io("create job file", &cur, e))?;
+            fchown(&file, Some(uid), Some(gid))
+                .map_err(|e| RunnerError::io("chown job file", &cur, e))?;
+            file.write_all(&f.content)
+                .map_err(|e| RunnerError::io("write job file", &cur, e))?;
+        }
+        Ok(dir)
+    }
+}
+
+fn mkdir_owned(p: &Path, uid: u32, gid: u32) -> Result<(), RunnerError> {
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(p)
+        .map_err(|e| RunnerError::io("create directory", p, e))?;
+    let f = File::open(p).map_err(|e| RunnerError::io("open directory", p, e))?;
+    fchown(&f, Some(uid), Some(gid)).map_err(|e| RunnerError::io("chown directory", p, e))
+}
+
+impl Drop for JobDir {
+    fn drop(&mut self) {
+        if self.mounted {
+            let p = self.path.to_string_lossy().into_owned();
+            if let Err(e) = sys::umount(&p, libc::MNT_DETACH) {
+                tracing::warn!(path = %p, error = %e, "job tmpfs not unmounted");
+                return;
+            }
+        }
+        let _ = fs::remove_dir(&self.path);
+    }
+}
+
+/// A job's sandbox: job dir, uid, and the identity used for cgroup names.
+struct PreparedJob {
+    place: SandboxPlace,
+    id: String,
+    _dir: JobDir,
+    _uid: UidLease,
+}
+
+/// The script that sources the package environment (cwd = package dir, like Piston) and then
+/// runs `/bin/bash <package_dir>/<stage> ARGS...` in the job directory.
+const STAGE_SCRIPT: &str = r#"cd -- "$1" || exit 1
+if [ -f ./environment ]; then . ./environment; fi
+cd -- "$2" || exit 1
+s=$3
+shift 3
+exec /bin/bash "$s" "$@""#;
+
+impl Runner {
+    /// Checks privileges, finds the helper, detects cgroups and prepares the work directory.
+    pub fn new(config: RunnerConfig) -> Result<Runner, RunnerError> {
+        if !sys::is_root() {
+            return Err(RunnerError::NotRoot);
+        }
+        if config.uid_min == 0 || config.gid_min == 0 || config.uid_max < config.uid_min {
+            return Err(RunnerError::Config(format!(
+                "uid range {}..={} / gid_min {} must be non-empty and exclude 0",
+                config.uid_min, config.uid_max, config.gid_min
+            )));
+        }
+        let helper = match &config.sandbox_binary {
+            Some(p) => p.clone(),
+            None => default_helper_path(),
+        };
+        if !helper.is_file() {
+            return Err(RunnerError::HelperMissing { path: helper });
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.work_dir)
+            .map_err(|e| RunnerError::io("create work directory", &config.work_dir, e))?;
+        let cgroups = Cgroups::init(&config.cgroup)?;
+        tracing::debug!(version = ?cgroups.version(), helper = %helper.display(), "runner ready");
+        Ok(Runner {
+            config,
+            helper,
+            cgroups,
+        })
+    }
+
+    pub fn config(&self) -> &RunnerConfig {
+        &self.config
+    }
+
+    pub fn cgroup_version(&self) -> CgroupVersion {
+        self.cgroups.version()
+    }
+
+    fn prepare(&self, layers: &[PathBuf], files: &[JobFile]) -> Result<PreparedJob, RunnerError> {
+        if layers.is_empty() {
+            return Err(RunnerError::InvalidJob("no layers".into()));
+        }
+        for f in files {
+            check_file_name(&f.name)?;
+        }
+        let c = &self.config;
+        let lease = UidLease::take(c.uid_min, c.uid_max)?;
+        let uid = lease.0;
+        let gid = c.gid_min + (uid - c.uid_min);
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            JOB_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = c.work_dir.join(format!("job-{id}"));
+        let dir = JobDir::create(path.clone(), c.disk_bytes, uid, gid, files)?;
+        Ok(PreparedJob {
+            place: SandboxPlace {
+                helper: self.helper.clone(),
+                job_dir: path,
+                layers: layers.to_vec(),
+                uid,
+                gid,
+                hostname: c.hostname.clone(),
+                tmp_bytes: c.tmp_bytes,
+                stack_bytes: c.stack_bytes,
+                seccomp: c.seccomp,
+            },
+            id,
+            _dir: dir,
+            _uid: lease,
+        })
+    }
+
+    fn stage_spec(&self, job: &JobSpec, stage: Stage, limits: Limits) -> ProcessSpec {
+        let pkg = job.package_dir.to_string_lossy().into_owned();
+        let (script, rest): (&str, Vec<String>) = match stage {
+            Stage::Compile => (
+                "compile",
+                job.files.iter().map(|f| f.name.clone()).collect(),
+            ),
+            Stage::Run => (
+                "run",
+                job.files
+                    .first()
+                    .map(|f| f.name.clone())
+                    .into_iter()
+                    .chain(job.args.iter().cloned())
+                    .collect(),
+            ),
+        };
+        let mut argv = vec![
+            "/bin/bash".to_string(),
+            "-c".into(),
+            STAGE_SCRIPT.into(),
+            "piston".into(),
+            pkg.clone(),
+            BOX_DIR.into(),
+            format!("{}/{script}", pkg.trim_end_matches('/')),
+        ];
+        argv.extend(rest);
+        let mut env = vec![
+            ("PATH".to_string(), self.config.path_env.clone()),
+            ("HOME".into(), "/tmp".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("PISTON_LANGUAGE".into(), job.language.clone()),
+        ];
+        env.extend(self.config.extra_env.iter().cloned());
+        ProcessSpec {
+            argv,
+            env,
+            cwd: BOX_DIR.into(),
+            limits,
+        }
+    }
+
+    /// Runs a raw command in a fresh one-stage sandbox (no package conventions): used by the
+    /// benchmark and by callers that build their own argv. `files` land in [`BOX_DIR`].
+    pub fn run_command(
+        &self,
+        layers: &[PathBuf],
+        files: &[JobFile],
+        spec: &ProcessSpec,
+        stdin: &[u8],
+    ) -> Result<StageResult, RunnerError> {
+        let job = self.prepare(layers, files)?;
+        let mut p = Process::spawn(
+            &job.place,
+            &self.cgroups,
+            &format!("job-{}", job.id),
+            spec,
+            false,
+        )?;
+        p.write_stdin(stdin);
+        p.close_stdin();
+        Ok(p.wait())
+    }
+
+    /// Starts a raw command and returns the live process (streaming stdin/stdout, `peek`).
+    /// The sandbox is torn down when the returned [`Program`] is dropped.
+    pub fn start_command(
+        &self,
+        layers: &[PathBuf],
+        files: &[JobFile],
+        spec: &ProcessSpec,
+    ) -> Result<Program, RunnerError> {
+        let job = self.prepare(layers, files)?;
+        let p = Process::spawn(
+            &job.place,
+            &self.cgroups,
+            &format!("job-{}", job.id),
+            spec,
+            true,
+        )?;
+        Ok(Program {
+            process: Some(p),
+            _job: job,
+        })
+    }
+
+    /// Runs a whole job: compile (if any), then run unless the compile failed.
+    pub fn run_job(&self, job: &JobSpec) -> Result<JobResult, RunnerError> {
+        let prepared = self.prepare(&job.layers, &job.files)?;
+        let mut compile = None;
+        if let Some(limits) = job.compile {
+            let spec = self.stage_spec(job, Stage::Compile, limits);
+            let mut p = Process::spawn(
+                &prepared.place,
+                &self.cgroups,
+                &format!("job-{}-compile", prepared.id),
+                &spec,
+                false,
+            )?;
+            p.close_stdin();
+            let r = p.wait();
+            if !r.succeeded() {
+                return Ok(JobResult {
+                    run: r.clone(),
+                    compile: Some(r),
+                });
+            }
+            compile = Some(r);
+        }
+        let spec = self.stage_spec(job, Stage::Run, job.run);
+        let mut p = Process::spawn(
+            &prepared.place,
+            &self.cgroups,
+            &format!("job-{}-run", prepared.id),
+            &spec,
+            false,
+        )?;
+        p.write_stdin(&job.stdin);
+        p.close_stdin();
+        Ok(JobResult {
+            compile,
+            run: p.wait(),
+        })
+    }
+
+    /// Starts a job in a background thread and returns a handle to talk to it. `job.stdin` is
+    /// written to the run stage first; stdin stays open until [`JobHandle::close_stdin`].
+    pub fn start_job(&self, job: JobSpec) -> Result<JobHandle, RunnerError> {
+        let prepared = self.prepare(&job.layers, &job.files)?;
+        let specs: Vec<(Stage, ProcessSpec)> = job
+            .compile
+            .map(|l| (Stage::Compile, self.stage_spec(&job, Stage::Compile, l)))
+            .into_iter()
+            .chain(std::iter::once((
+                Stage::Run,
+                self.stage_spec(&job, Stage::Run, job.run),
+            )))
+            .collect();
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let (wake_r, wake_w) =
+            sys::pipe().map_err(|e| RunnerError::io("create", "wake pipe", e))?;
+        sys::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&wake_r))
+            .map_err(|e| RunnerError::io("configure", "wake pipe", e))?;
+        let cgroups = self.cgroups.clone();
+        let stdin = job.stdin;
+        let thread = std::thread::Builder::new()
+            .name(format!("job-{}", prepared.id))
+            .spawn(move || drive_job(prepared, &cgroups, specs, &stdin, &ev_tx, &cmd_rx, wake_r))
+            .map_err(|e| RunnerError::io("spawn", "job thread", e))?;
+        Ok(JobHandle {
+            events: ev_rx,
+            cmds: cmd_tx,
+            wake: File::from(wake_w),
+            thread: Some(thread),
+        })
+    }
+}
+
+fn default_helper_path() -> PathBuf {
+    let name = "piston-sandbox";
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        let here = dir.join(name);
+        if here.is_file() {
+            return here;
+        }
+        if let Some(up) = dir.parent() {
+            let p = up.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+        return here;
+    }
+    PathBuf::from(name)
+}
+
+/// A live sandboxed program (seed 004's Process): streaming stdin/stdout and live figures.
+#[derive(Debug)]
+pub struct Program {
+    process: Option<Process>,
+    _job: PreparedJob,
+}
+
+impl std::fmt::Debug for PreparedJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedJob").field("id", &self.id).finish()
+    }
+}
+
+impl Program {
+    fn p(&mut self) -> &mut Process {
+        self.process.as_mut().expect("process present until close")
+    }
+
+    pub fn write(&mut self, data: &[u8]) {
+        self.p().write_stdin(data);
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.p().close_stdin();
+    }
+
+    /// Next output chunk or the exit, waiting at most `timeout`.
+    pub fn next_event(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<ProcessEvent>, RunnerError> {
+        self.p().next_event(timeout)
+    }
+
+    /// Reads until a full line arrived on stdout (returned without the newline), the program
+    /// ended, or `timeout` passed; at most `max_len` bytes. Other output is dropped.
+    pub fn read_line(
+        &mut self,
+        max_len: usize,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, RunnerError> {
+        let until = std::time::Instant::now() + timeout;
+        let mut line = Vec::new();
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match self.p().next_event(Some(left))? {
+                Some(ProcessEvent::Output {
+                    stream: Stream::Stdout,
+                    data,
+                }) => {
+                    line.extend_from_slice(&data);
+                    if let Some(i) = line.iter().position(|&b| b == b'\n') {
+                        line.truncate(i);
+                        return Ok(Some(line));
+                    }
+                    if line.len() >= max_len {
+                        line.truncate(max_len);
+                        return Ok(Some(line));
+                    }
+                }
+                Some(ProcessEvent::Exit(_)) => return Ok((!line.is_empty()).then_some(line)),
+                _ => {}
+            }
+        }
+    }
+
+    pub fn peek(&self) -> ResourceUsage {
+        self.process.as_ref().map(Process::peek).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) -> std::io::Result<()> {
+        match &self.process {
+            Some(p) => p.signal(sig),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits up to `timeout` for the end, kills it after that, and returns the result.
+    pub fn close(mut self, timeout: Duration) -> StageResult {
+        let mut p = self.process.take().expect("process present until close");
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                p.kill(KillReason::Wall);
+                return p.wait();
+            }
+            match p.next_event(Some(left)) {
+                Ok(Some(ProcessEvent::Exit(r))) => return *r,
+                Ok(_) => {}
+                Err(e) => return StageResult::internal_error(e.to_string()),
+            }
+        }
+    }
+}
+
+enum Cmd {
+    Stdin(Vec<u8>),
+    CloseStdin,
+    Signal(i32),
+}
+
+/// Talks to a job started with [`Runner::start_job`]. Dropping it kills the job.
+#[derive(Debug)]
+pub struct JobHandle {
+    events: mpsc::Receiver<Event>,
+    cmds: mpsc::Sender<Cmd>,
+    wake: File,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl JobHandle {
+    fn send(&mut self, c: Cmd) -> Result<(), RunnerError> {
+        self.cmds
+            .send(c)
+            .map_err(|_| RunnerError::Handle("the job has ended"))?;
+        let _ = self.wake.write(&[1]);
+        Ok(())
+    }
+
+    /// Writes to the current stage's stdin.
+    pub fn write_stdin(&mut self, data: &[u8]) -> Result<(), RunnerError> {
+        self.send(Cmd::Stdin(data.to_vec()))
+    }
+
+    pub fn close_stdin(&mut self) -> Result<(), RunnerError> {
+        self.send(Cmd::CloseStdin)
+    }
+
+    /// Sends a signal (number) to the current stage's program.
+    pub fn signal(&mut self, sig: i32) -> Result<(), RunnerError> {
+        self.send(Cmd::Signal(sig))
+    }
+
+    /// The next event, waiting at most `timeout`; `None` on timeout or after [`Event::Done`].
+    pub fn next_event(&self, timeout: Duration) -> Option<Event> {
+        self.events.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for JobHandle {
+    fn drop(&mut self) {
+        let _ = self.cmds.send(Cmd::Signal(libc::SIGKILL));
+        let _ = self.wake.write(&[1]);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn drive_job(
+    prepared: PreparedJob,
+    cgroups: &Cgroups,
+    specs: Vec<(Stage, ProcessSpec)>,
+    stdin: &[u8],
+    ev: &mpsc::Sender<Event>,
+    cmds: &mpsc::Receiver<Cmd>,
+    wake: std::os::fd::OwnedFd,
+) {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut wake = File::from(wake);
+    let mut compile = None;
+    let mut aborted = false;
+    for (stage, spec) in specs {
+        let _ = ev.send(Event::Stage(stage));
+        let name = format!(
+            "job-{}-{}",
+            prepared.id,
+            if stage == Stage::Compile {
+                "compile"
+            } else {
+                "run"
+            }
+        );
+        let mut p = match Process::spawn(&prepared.place, cgroups, &name, &spec, true) {
+            Ok(p) => p,
+            Err(e) => {
+                let r = StageResult::internal_error(e.to_string());
+                let _ = ev.send(Event::Exit {
+                    stage,
+                    result: r.clone(),
+                });
+                let _ = ev.send(Event::Done(JobResult { compile, run: r }));
+                return;
+            }
+        };
+        p.set_wake_fd(Some(wake.as_raw_fd()));
+        if stage == Stage::Compile {
+            p.close_stdin();
+        } else {
+            p.write_stdin(stdin);
+        }
+        let result = loop {
+            if aborted {
+                p.kill(KillReason::Wall);
+            }
+            match p.next_event(None) {
+                Ok(Some(ProcessEvent::Output { stream, data })) => {
+                    let _ = ev.send(Event::Output { stream, data });
+                }
+                Ok(Some(ProcessEvent::Exit(r))) => break *r,
+                Ok(None) => {
+                    let mut b = [0u8; 64];
+                    while matches!(wake.read(&mut b), Ok(n) if n > 0) {}
+                    loop {
+                        match cmds.try_recv() {
+                            Ok(Cmd::Stdin(d)) => p.write_stdin(&d),
+                            Ok(Cmd::CloseStdin) => p.close_stdin(),
+                            Ok(Cmd::Signal(libc::SIGKILL)) => aborted = true,
+                            Ok(Cmd::Signal(s)) => {
+                                let _ = p.signal(s);
+                            }
+                            Err(mpsc::TryRecvError::Empty) => break,
+                            Err(mpsc::TryRecvError::Disconnected) => {
+                                aborted = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => break StageResult::internal_error(e.to_string()),
+            }
+        };
+        let _ = ev.send(Event::Exit {
+            stage,
+            result: result.clone(),
+        });
+        if stage == Stage::Compile {
+            if !result.succeeded() || aborted {
+                let _ = ev.send(Event::Done(JobResult {
+                    run: result.clone(),
+                    compile: Some(result),
+                }));
+                return;
+            }
+            compile = Some(result);
+        } else {
+            let _ = ev.send(Event::Done(JobResult {
+                compile,
+                run: result,
+            }));
+            return;
+        }
+    }
+    drop(prepared);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names() {
+        assert_eq!(check_file_name("a.py").unwrap(), PathBuf::from("a.py"));
+        assert_eq!(
+            check_file_name("./src/main.c").unwrap(),
+            PathBuf::from("src/main.c")
+        );
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a/..", ".", "a\0b"] {
+            assert!(check_file_name(bad).is_err(), "{bad:?} accepted");
+        }
+        let e = check_file_name("../x").unwrap_err().to_string();
+        assert!(e.contains("leave the job directory"), "{e}");
+    }
+
+    #[test]
+    fn uid_leases_are_distinct_and_released() {
+        let a = UidLease::take(60001, 60002).unwrap();
+        let b = UidLease::take(60001, 60002).unwrap();
+        assert_ne!(a.0, b.0);
+        assert!(matches!(
+            UidLease::take(60001, 60002),
+            Err(RunnerError::NoFreeUid { .. })
+        ));
+        drop(a);
+        let c = UidLease::take(60001, 60002).unwrap();
+        drop((b, c));
+    }
+}

@@ -1,0 +1,583 @@
+//! One sandboxed process (a stage): spawning the helper, feeding stdin, reading output under
+//! caps, enforcing wall and CPU time, and turning what happened into a [`StageResult`].
+//!
+//! The library never forks: it posix_spawns the small `piston-sandbox` helper (vfork-style, no
+//! page-table copy of the server), hands it a [`SandboxSpec`] on fd 3 and reads its one-line
+//! report on fd 4. All monitoring happens here, in the caller's thread, around `poll(2)`.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cgroup::{CgroupLimits, Cgroups, JobCgroup};
+use crate::error::RunnerError;
+use crate::spec::{HelperReport, Rlimits, SandboxSpec};
+use crate::sys;
+use crate::types::{KillReason, Limits, StageResult, Verdict, classify};
+
+/// The command to run in a sandbox.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// argv; argv[0] is an absolute path inside the sandbox.
+    pub argv: Vec<String>,
+    /// The complete environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the sandbox.
+    pub cwd: String,
+    pub limits: Limits,
+}
+
+/// Where and as whom a process runs: one job's sandbox (shared by its stages).
+#[derive(Debug, Clone)]
+pub struct SandboxPlace {
+    pub helper: PathBuf,
+    /// Host path of the job's tmpfs (holds `upper/`, `work/`, `root/`).
+    pub job_dir: PathBuf,
+    /// Read-only lower layers, top-most first.
+    pub layers: Vec<PathBuf>,
+    pub uid: u32,
+    pub gid: u32,
+    pub hostname: String,
+    pub tmp_bytes: u64,
+    pub stack_bytes: u64,
+    pub seccomp: bool,
+}
+
+/// Which output stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// What [`Process::next_event`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessEvent {
+    Output { stream: Stream, data: Vec<u8> },
+    Exit(Box<StageResult>),
+}
+
+/// Live resource figures (seed 004's `peek`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResourceUsage {
+    pub cpu_time_ms: u64,
+    pub user_time_ms: u64,
+    pub sys_time_ms: u64,
+    pub wall_time_ms: u64,
+    pub memory_current_bytes: u64,
+    pub memory_peak_bytes: u64,
+}
+
+/// A running sandboxed process.
+#[derive(Debug)]
+pub struct Process {
+    helper_pid: sys::Pid,
+    helper_reaped: bool,
+    stdin: Option<File>,
+    stdin_buf: VecDeque<u8>,
+    stdin_close_pending: bool,
+    stdout: Option<File>,
+    stderr: Option<File>,
+    report: Option<File>,
+    report_buf: Vec<u8>,
+    cgroup: Option<JobCgroup>,
+    start: Instant,
+    limits: Limits,
+    out: Vec<u8>,
+    err: Vec<u8>,
+    both: Vec<u8>,
+    stdout_overflow: bool,
+    stderr_overflow: bool,
+    killed: Option<KillReason>,
+    emit: bool,
+    events: VecDeque<ProcessEvent>,
+    finished: bool,
+    wake_fd: Option<RawFd>,
+}
+
+fn cpu_rlimit_seconds(cpu_ms: u64) -> u64 {
+    if cpu_ms == 0 {
+        0
+    } else {
+        cpu_ms.div_ceil(1000) + 1
+    }
+}
+
+impl Process {
+    /// Starts `spec` in the sandbox described by `place`, in a new cgroup `cgroup_name`.
+    /// With `emit`, output chunks are also returned as events by [`Process::next_event`].
+    pub(crate) fn spawn(
+        place: &SandboxPlace,
+        cgroups: &Cgroups,
+        cgroup_name: &str,
+        spec: &ProcessSpec,
+        emit: bool,
+    ) -> Result<Process, RunnerError> {
+        let l = spec.limits;
+        // +2: the helper and the job's init are in the cgroup too.
+        let cgroup = cgroups.create_job(
+            cgroup_name,
+            CgroupLimits {
+                memory_bytes: l.memory_bytes,
+                pids: l.max_processes.saturating_add(2),
+            },
+        )?;
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        let sbx = SandboxSpec {
+            job_dir: s(&place.job_dir),
+            layers: place.layers.iter().map(|p| s(p)).collect(),
+            cgroup_procs: cgroup.procs_files().iter().map(|p| s(p)).collect(),
+            cgroup_dir: cgroup.v2_dir().map(s),
+            uid: place.uid,
+            gid: place.gid,
+            hostname: place.hostname.clone(),
+            argv: spec.argv.clone(),
+            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd: spec.cwd.clone(),
+            rlimits: Rlimits {
+                cpu_seconds: cpu_rlimit_seconds(l.cpu_time_ms),
+                nofile: l.max_open_files.max(16),
+                fsize: l.max_file_size,
+                stack: place.stack_bytes,
+                nproc: l.max_processes,
+            },
+            tmp_bytes: place.tmp_bytes,
+            seccomp: place.seccomp,
+        };
+        let json = serde_json::to_vec(&sbx).map_err(|e| RunnerError::InvalidJob(e.to_string()))?;
+        let helper_err = |e: io::Error| RunnerError::Spawn {
+            path: place.helper.clone(),
+            source: e,
+        };
+        let mk = || -> io::Result<(OwnedFd, OwnedFd)> { sys::pipe() };
+        let (in_r, in_w) = mk().map_err(helper_err)?;
+        let (out_r, out_w) = mk().map_err(helper_err)?;
+        let (err_r, err_w) = mk().map_err(helper_err)?;
+        let (spec_r, spec_w) = mk().map_err(helper_err)?;
+        let (rep_r, rep_w) = mk().map_err(helper_err)?;
+        let high: Vec<OwnedFd> = [&in_r, &out_w, &err_w, &spec_r, &rep_w]
+            .iter()
+            .map(|fd| sys::dup_high(fd))
+            .collect::<io::Result<_>>()
+            .map_err(helper_err)?;
+        drop((in_r, out_w, err_w, spec_r, rep_w));
+        let fds: Vec<(RawFd, i32)> = high
+            .iter()
+            .enumerate()
+            .map(|(i, fd)| (fd.as_raw_fd(), i as i32))
+            .collect();
+        let path = sys::cstring(&place.helper.to_string_lossy()).map_err(helper_err)?;
+        let pid = match sys::spawn(&path, std::slice::from_ref(&path), &[], &fds) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = cgroup.remove();
+                return Err(helper_err(e));
+            }
+        };
+        let start = Instant::now();
+        drop(high);
+        let mut proc = Process {
+            helper_pid: pid,
+            helper_reaped: false,
+            stdin: Some(File::from(in_w)),
+            stdin_buf: VecDeque::new(),
+            stdin_close_pending: false,
+            stdout: Some(File::from(out_r)),
+            stderr: Some(File::from(err_r)),
+            report: Some(File::from(rep_r)),
+            report_buf: Vec::new(),
+            cgroup: Some(cgroup),
+            start,
+            limits: l,
+            out: Vec::new(),
+            err: Vec::new(),
+            both: Vec::new(),
+            stdout_overflow: false,
+            stderr_overflow: false,
+            killed: None,
+            emit,
+            events: VecDeque::new(),
+            finished: false,
+            wake_fd: None,
+        };
+        // The helper reads the whole spec before doing anything else, so this cannot deadlock.
+        let mut spec_w = File::from(spec_w);
+        if let Err(e) = spec_w.write_all(&json) {
+            proc.kill(KillReason::Wall);
+            return Err(helper_err(e));
+        }
+        drop(spec_w);
+        for f in [&proc.stdin, &proc.stdout, &proc.stderr, &proc.report]
+            .into_iter()
+            .flatten()
+        {
+            sys::set_nonblocking(f.as_raw_fd()).map_err(helper_err)?;
+        }
+        Ok(proc)
+    }
+
+    /// Also wake [`Process::next_event`] when `fd` becomes readable (the caller drains it).
+    pub fn set_wake_fd(&mut self, fd: Option<RawFd>) {
+        self.wake_fd = fd;
+    }
+
+    /// Queues bytes for the program's stdin.
+    pub fn write_stdin(&mut self, data: &[u8]) {
+        if self.stdin.is_some() && !self.stdin_close_pending {
+            self.stdin_buf.extend(data);
+        }
+    }
+
+    /// Closes stdin once the queued bytes are written (the program sees EOF).
+    pub fn close_stdin(&mut self) {
+        self.stdin_close_pending = true;
+        if self.stdin_buf.is_empty() {
+            self.stdin = None;
+        }
+    }
+
+    /// Sends `sig` to the program (forwarded by the helper and the job's init).
+    pub fn signal(&self, sig: i32) -> io::Result<()> {
+        if self.finished || self.helper_reaped {
+            return Ok(());
+        }
+        if sig == libc::SIGKILL {
+            return sys::kill(self.helper_pid, libc::SIGKILL);
+        }
+        sys::kill(self.helper_pid, sig)
+    }
+
+    /// Live figures: CPU time, current and peak memory.
+    pub fn peek(&self) -> ResourceUsage {
+        let mut u = ResourceUsage {
+            wall_time_ms: self.start.elapsed().as_millis() as u64,
+            ..ResourceUsage::default()
+        };
+        if let Some(cg) = &self.cgroup {
+            if let Ok(c) = cg.cpu() {
+                u.cpu_time_ms = c.total_us / 1000;
+                u.user_time_ms = c.user_us / 1000;
+                u.sys_time_ms = c.system_us / 1000;
+            }
+            u.memory_current_bytes = cg.memory_current();
+            u.memory_peak_bytes = cg.memory_peak();
+        }
+        u
+    }
+
+    /// Kills the whole sandbox (the helper; its init dies with it and takes the PID namespace).
+    pub fn kill(&mut self, reason: KillReason) {
+        if self.killed.is_none() {
+            self.killed = Some(reason);
+        }
+        if !self.helper_reaped {
+            let _ = sys::kill(self.helper_pid, libc::SIGKILL);
+        }
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all();
+        }
+    }
+
+    /// Runs to the end, discarding events, and returns the result.
+    pub fn wait(mut self) -> StageResult {
+        self.emit = false;
+        loop {
+            match self.next_event(None) {
+                Ok(Some(ProcessEvent::Exit(r))) => return *r,
+                Ok(_) => {}
+                Err(e) => {
+                    self.kill(KillReason::Wall);
+                    return StageResult::internal_error(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Drives the process until something happens or `timeout` passes (`None`: no timeout).
+    /// Returns `Ok(None)` on timeout, on a wake-up through the wake fd, and after the exit
+    /// event was returned once.
+    pub fn next_event(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<ProcessEvent>, RunnerError> {
+        let until = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                return Ok(Some(e));
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            if self.stdout.is_none() && self.stderr.is_none() && self.report.is_none() {
+                let r = self.finish();
+                self.finished = true;
+                return Ok(Some(ProcessEvent::Exit(Box::new(r))));
+            }
+            let now = Instant::now();
+            if until.is_some_and(|u| now >= u) {
+                return Ok(None);
+            }
+            if self.pump(until)? {
+                return Ok(None); // woken
+            }
+        }
+    }
+
+    /// One poll round. Returns true when the wake fd fired.
+    fn pump(&mut self, until: Option<Instant>) -> Result<bool, RunnerError> {
+        let now = Instant::now();
+        let mut wait_ms: i64 = 1000;
+        if let Some(u) = until {
+            wait_ms = wait_ms.min(u.saturating_duration_since(now).as_millis() as i64 + 1);
+        }
+        let running = self.killed.is_none();
+        if running && self.limits.wall_timeout_ms > 0 {
+            let deadline = self.start + Duration::from_millis(self.limits.wall_timeout_ms);
+            if now >= deadline {
+                self.kill(KillReason::Wall);
+            } else {
+                wait_ms = wait_ms.min(deadline.duration_since(now).as_millis() as i64 + 1);
+            }
+        }
+        if running
+            && self.limits.cpu_time_ms > 0
+            && let Some(c) = self.cgroup.as_ref().and_then(|c| c.cpu().ok())
+        {
+            let used = c.total_us / 1000;
+            if used > self.limits.cpu_time_ms {
+                self.kill(KillReason::Cpu);
+            } else {
+                // The job can use at most 2 CPUs' worth per wall ms on this scale; poll
+                // often enough to stop it close to the budget, but not busily.
+                let left = (self.limits.cpu_time_ms - used) as i64;
+                wait_ms = wait_ms.min((left / 2).clamp(2, 20));
+            }
+        }
+        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(5);
+        let mut slots: Vec<u8> = Vec::with_capacity(5);
+        let mut add = |fd: RawFd, events: i16, slot: u8| {
+            pfds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
+            slots.push(slot);
+        };
+        if let Some(f) = &self.stdin
+            && !self.stdin_buf.is_empty()
+        {
+            add(f.as_raw_fd(), libc::POLLOUT, 0);
+        }
+        if let Some(f) = &self.stdout {
+            add(f.as_raw_fd(), libc::POLLIN, 1);
+        }
+        if let Some(f) = &self.stderr {
+            add(f.as_raw_fd(), libc::POLLIN, 2);
+        }
+        if let Some(f) = &self.report {
+            add(f.as_raw_fd(), libc::POLLIN, 3);
+        }
+        if let Some(fd) = self.wake_fd {
+            add(fd, libc::POLLIN, 4);
+        }
+        sys::poll(&mut pfds, wait_ms.max(0) as i32)
+            .map_err(|e| RunnerError::io("poll", "sandbox pipes", e))?;
+        let mut woken = false;
+        for (p, slot) in pfds.iter().zip(slots) {
+            if p.revents == 0 {
+                continue;
+            }
+            match slot {
+                0 => self.flush_stdin(),
+                1 => self.read_stream(Stream::Stdout),
+                2 => self.read_stream(Stream::Stderr),
+                3 => self.read_report(),
+                _ => woken = true,
+            }
+        }
+        Ok(woken)
+    }
+
+    fn flush_stdin(&mut self) {
+        let Some(f) = &mut self.stdin else { return };
+        let (a, _) = self.stdin_buf.as_slices();
+        match f.write(a) {
+            Ok(n) => {
+                self.stdin_buf.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                // EPIPE: the program closed stdin; drop what is left.
+                self.stdin_buf.clear();
+                self.stdin = None;
+            }
+        }
+        if self.stdin_buf.is_empty() && self.stdin_close_pending {
+            self.stdin = None;
+        }
+    }
+
+    fn read_stream(&mut self, stream: Stream) {
+        let mut buf = vec![0u8; 65536];
+        let file = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        let Some(f) = file else { return };
+        let n = match f.read(&mut buf) {
+            Ok(0) => {
+                *file = None;
+                return;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+            Err(_) => {
+                *file = None;
+                return;
+            }
+        };
+        let cap = self.limits.output_max_size;
+        let (have, overflow) = match stream {
+            Stream::Stdout => (&mut self.out, &mut self.stdout_overflow),
+            Stream::Stderr => (&mut self.err, &mut self.stderr_overflow),
+        };
+        if *overflow {
+            return; // already over the cap: drain and discard until the kill lands
+        }
+        let mut take = n;
+        if cap > 0 && have.len() as u64 + n as u64 > cap {
+            take = (cap - have.len() as u64) as usize;
+            *overflow = true;
+        }
+        let data = &buf[..take];
+        have.extend_from_slice(data);
+        self.both.extend_from_slice(data);
+        if self.emit && take > 0 {
+            self.events.push_back(ProcessEvent::Output {
+                stream,
+                data: data.to_vec(),
+            });
+        }
+        if *overflow {
+            self.kill(KillReason::Output);
+        }
+    }
+
+    fn read_report(&mut self) {
+        let Some(f) = &mut self.report else { return };
+        let mut buf = [0u8; 4096];
+        match f.read(&mut buf) {
+            Ok(0) => self.report = None,
+            Ok(n) => {
+                if self.report_buf.len() < 65536 {
+                    self.report_buf.extend_from_slice(&buf[..n]);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.report = None,
+        }
+    }
+
+    fn reap_helper(&mut self) {
+        if !self.helper_reaped {
+            let _ = sys::wait(self.helper_pid, false);
+            self.helper_reaped = true;
+        }
+    }
+
+    /// Everything has closed its pipes: reap, gather the figures, remove the cgroup.
+    fn finish(&mut self) -> StageResult {
+        self.reap_helper();
+        let elapsed_ms = self.start.elapsed().as_millis() as u64;
+        let text = String::from_utf8_lossy(&self.report_buf).into_owned();
+        let report = text.lines().find_map(HelperReport::parse);
+        let mut r = StageResult {
+            stdout: String::from_utf8_lossy(&self.out).into_owned(),
+            stderr: String::from_utf8_lossy(&self.err).into_owned(),
+            output: String::from_utf8_lossy(&self.both).into_owned(),
+            stdout_truncated: self.stdout_overflow,
+            stderr_truncated: self.stderr_overflow,
+            wall_time_ms: elapsed_ms,
+            ..StageResult::default()
+        };
+        let mut verdict = Verdict {
+            killed: self.killed,
+            stdout_overflow: self.stdout_overflow,
+            stderr_overflow: self.stderr_overflow,
+            cpu_limit_ms: self.limits.cpu_time_ms,
+            ..Verdict::default()
+        };
+        if let Some(cg) = self.cgroup.take() {
+            cg.kill_all();
+            if let Ok(c) = cg.cpu() {
+                r.cpu_time_ms = c.total_us / 1000;
+                r.user_time_ms = c.user_us / 1000;
+                r.sys_time_ms = c.system_us / 1000;
+            }
+            r.memory_bytes = cg.memory_peak();
+            verdict.oom = cg.oom_killed();
+            verdict.pids_hit = cg.pids_limit_hit();
+            if let Err(e) = cg.remove() {
+                tracing::warn!(error = %e, "job cgroup not removed");
+            }
+        }
+        verdict.cpu_ms = r.cpu_time_ms;
+        match report {
+            Some(HelperReport::Error(m)) if self.killed.is_none() => {
+                let mut x = StageResult::internal_error(format!("sandbox set-up failed: {m}"));
+                x.wall_time_ms = r.wall_time_ms;
+                return x;
+            }
+            Some(HelperReport::Finished {
+                code,
+                signal,
+                wall_us,
+                ..
+            }) => {
+                verdict.code = code;
+                verdict.signal = signal;
+                if self.killed.is_none() {
+                    r.wall_time_ms = wall_us / 1000;
+                }
+            }
+            _ => {
+                if self.killed.is_some() || verdict.oom {
+                    verdict.signal = Some(libc::SIGKILL);
+                }
+            }
+        }
+        let (status, message, signal, reason) = classify(&verdict);
+        r.status = status;
+        r.message = message;
+        r.signal = signal;
+        r.code = verdict.code;
+        r.kill_reason = reason;
+        if matches!(
+            r.kill_reason,
+            Some(KillReason::Wall | KillReason::Cpu | KillReason::Output)
+        ) {
+            // Piston reports no exit code for a stage it killed.
+            r.code = None;
+        }
+        r
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.kill(KillReason::Wall);
+            self.reap_helper();
+            if let Some(cg) = self.cgroup.take() {
+                cg.kill_all();
+                let _ = cg.remove();
+            }
+        }
+    }
+}

@@ -1,0 +1,556 @@
+//! Thin, audited wrappers around the Linux system calls the sandbox needs.
+//!
+//! This is the only module of the workspace where `unsafe` is allowed. Every wrapper takes owned
+//! Rust values (`&CStr`, slices), checks the return value and turns `-1` into `io::Error`; the
+//! callers never see a raw pointer. Security reasoning lives with the callers (`helper.rs` for the
+//! isolation order, `seccomp.rs` for the filter).
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr;
+
+pub(crate) type Pid = libc::pid_t;
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_long(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A pipe whose both ends are close-on-exec (so concurrent spawns in other threads never leak them).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Duplicates `fd` to a number >= 10 (close-on-exec), so that the dup2 actions of a spawn that
+/// target 0..=4 can never overwrite one of their own sources.
+pub(crate) fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a valid fd returns a new fd or -1.
+    let new = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) })?;
+    // SAFETY: `new` is a freshly created fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd number; an invalid fd only yields EBADF.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
+pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd number; an invalid fd only yields EBADF.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
+    Ok(())
+}
+
+fn cstr_ptrs(v: &[CString]) -> Vec<*mut libc::c_char> {
+    v.iter()
+        .map(|s| s.as_ptr().cast_mut())
+        .chain(std::iter::once(ptr::null_mut()))
+        .collect()
+}
+
+/// posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK) + exec): no page-table copy of the caller, so it
+/// is cheap from a large multi-threaded server. `fds` maps source fds to target numbers; sources
+/// must not collide with targets (use [`dup_high`]). Signal mask and dispositions are reset.
+pub(crate) fn spawn(
+    path: &CStr,
+    argv: &[CString],
+    env: &[CString],
+    fds: &[(RawFd, libc::c_int)],
+) -> io::Result<Pid> {
+    let argv_p = cstr_ptrs(argv);
+    let env_p = cstr_ptrs(env);
+    // SAFETY: the attr and file-action objects are initialised before use and destroyed on every
+    // path; all pointers passed to posix_spawn point into vectors that outlive the call.
+    unsafe {
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        libc::posix_spawn_file_actions_init(&mut actions);
+        libc::posix_spawnattr_init(&mut attr);
+        let mut res = 0;
+        for &(src, dst) in fds {
+            if res == 0 {
+                res = libc::posix_spawn_file_actions_adddup2(&mut actions, src, dst);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigdelset(&mut all, libc::SIGKILL);
+        libc::sigdelset(&mut all, libc::SIGSTOP);
+        if res == 0 {
+            res = libc::posix_spawnattr_setsigmask(&mut attr, &empty);
+        }
+        if res == 0 {
+            res = libc::posix_spawnattr_setsigdefault(&mut attr, &all);
+        }
+        if res == 0 {
+            res = libc::posix_spawnattr_setflags(
+                &mut attr,
+                (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
+            );
+        }
+        let mut pid: Pid = 0;
+        if res == 0 {
+            res = libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                &actions,
+                &attr,
+                argv_p.as_ptr(),
+                env_p.as_ptr(),
+            );
+        }
+        libc::posix_spawn_file_actions_destroy(&mut actions);
+        libc::posix_spawnattr_destroy(&mut attr);
+        if res != 0 {
+            return Err(io::Error::from_raw_os_error(res));
+        }
+        Ok(pid)
+    }
+}
+
+pub(crate) fn kill(pid: Pid, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    check(unsafe { libc::kill(pid, sig) })?;
+    Ok(())
+}
+
+/// How a waited-for process ended, with its resource usage.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exit {
+    pub pid: Pid,
+    pub status: libc::c_int,
+    pub utime_us: u64,
+    pub stime_us: u64,
+    pub maxrss_kb: u64,
+}
+
+impl Exit {
+    pub fn code(&self) -> Option<i32> {
+        libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status))
+    }
+    pub fn signal(&self) -> Option<i32> {
+        libc::WIFSIGNALED(self.status).then(|| libc::WTERMSIG(self.status))
+    }
+}
+
+/// wait4; `None` when `nohang` and nothing has ended yet. Retries on EINTR.
+pub(crate) fn wait(pid: Pid, nohang: bool) -> io::Result<Option<Exit>> {
+    loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain data; wait4 fills it.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let flags = if nohang { libc::WNOHANG } else { 0 };
+        // SAFETY: valid pointers to stack locals.
+        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        return Ok(Some(Exit {
+            pid: r,
+            status,
+            utime_us: tv(ru.ru_utime),
+            stime_us: tv(ru.ru_stime),
+            maxrss_kb: ru.ru_maxrss as u64,
+        }));
+    }
+}
+
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid mutable slice of pollfd of the given length.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(r as usize)
+}
+
+pub(crate) fn cstring(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in string"))
+}
+
+pub(crate) fn mount(
+    src: &str,
+    target: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let src = cstring(src)?;
+    let target = cstring(target)?;
+    let fstype = fstype.map(cstring).transpose()?;
+    let data = data.map(cstring).transpose()?;
+    // SAFETY: all strings are NUL-terminated and live across the call; null is allowed for
+    // fstype/data.
+    check(unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
+            flags,
+            data.as_ref()
+                .map_or(ptr::null(), |s| s.as_ptr().cast::<libc::c_void>()),
+        )
+    })?;
+    Ok(())
+}
+
+pub(crate) fn umount(target: &str, flags: libc::c_int) -> io::Result<()> {
+    let target = cstring(target)?;
+    // SAFETY: NUL-terminated string.
+    check(unsafe { libc::umount2(target.as_ptr(), flags) })?;
+    Ok(())
+}
+
+pub(crate) fn pivot_root_dot() -> io::Result<()> {
+    let dot = c".";
+    // SAFETY: raw syscall with two valid C strings.
+    check_long(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) })?;
+    Ok(())
+}
+
+pub(crate) fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: pointer and length describe a valid byte slice.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })?;
+    Ok(())
+}
+
+pub(crate) fn mknod_char(path: &str, mode: u32, major: u32, minor: u32) -> io::Result<()> {
+    let p = cstring(path)?;
+    let dev = libc::makedev(major, minor);
+    // SAFETY: NUL-terminated path.
+    check(unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR | mode, dev) })?;
+    Ok(())
+}
+
+pub(crate) fn chmod(path: &str, mode: u32) -> io::Result<()> {
+    let p = cstring(path)?;
+    // SAFETY: NUL-terminated path. Only used on paths the helper itself just created, before any
+    // untrusted code exists.
+    check(unsafe { libc::chmod(p.as_ptr(), mode) })?;
+    Ok(())
+}
+
+pub(crate) fn setrlimit(
+    resource: libc::__rlimit_resource_t,
+    soft: u64,
+    hard: u64,
+) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: valid pointer to a local.
+    check(unsafe { libc::setrlimit(resource, &lim) })?;
+    Ok(())
+}
+
+/// clone3 without CLONE_VM (fork semantics: returns 0 in the child). Only called from the
+/// single-threaded helper. `cgroup_fd` adds CLONE_INTO_CGROUP (cgroup v2).
+pub(crate) fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> io::Result<Pid> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: `args` is a correctly laid-out clone_args; without CLONE_VM the child gets its own
+    // copy of the (single-threaded) address space, exactly like fork().
+    let r = check_long(unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    })?;
+    Ok(r as Pid)
+}
+
+pub(crate) fn fork() -> io::Result<Pid> {
+    // SAFETY: only called from the single-threaded helper/init, where fork is safe.
+    check(unsafe { libc::fork() })
+}
+
+pub(crate) fn getpid() -> Pid {
+    // SAFETY: no preconditions.
+    unsafe { libc::getpid() }
+}
+
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and skips atexit handlers (correct in a forked child).
+    unsafe { libc::_exit(code) }
+}
+
+pub(crate) fn set_pdeathsig(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) })?;
+    Ok(())
+}
+
+pub(crate) fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// Drops every capability from the bounding set (needs CAP_SETPCAP, so before the uid change).
+pub(crate) fn drop_bounding_set() -> io::Result<()> {
+    for cap in 0..64 {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break; // past CAP_LAST_CAP
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Clears the ambient set and the inheritable, permitted and effective sets of this process.
+pub(crate) fn clear_all_caps() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Default, Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // SAFETY: prctl with integer arguments.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })?;
+    let mut hdr = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let data = [Data::default(); 2];
+    // SAFETY: capset reads a v3 header and two data structs.
+    check_long(unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut Header, data.as_ptr()) })?;
+    Ok(())
+}
+
+pub(crate) fn set_ids(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: setgroups with size 0 ignores the pointer; setres*id take integers.
+    unsafe {
+        check(libc::setgroups(0, ptr::null()))?;
+        check(libc::setresgid(gid, gid, gid))?;
+        check(libc::setresuid(uid, uid, uid))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn setsid() -> io::Result<()> {
+    // SAFETY: no preconditions.
+    check(unsafe { libc::setsid() })?;
+    Ok(())
+}
+
+/// Marks every fd >= `from` close-on-exec (close_range with CLOSE_RANGE_CLOEXEC, Linux 5.11).
+pub(crate) fn cloexec_from(from: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: integer arguments only.
+    check_long(unsafe {
+        libc::syscall(libc::SYS_close_range, from, u32::MAX, CLOSE_RANGE_CLOEXEC)
+    })?;
+    Ok(())
+}
+
+pub(crate) fn close(fd: RawFd) {
+    // SAFETY: closing an fd number this process owns and no Rust object wraps.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+/// A signal set for sigwaitinfo-driven loops.
+pub(crate) struct SigSet(libc::sigset_t);
+
+impl SigSet {
+    pub fn forwardable() -> SigSet {
+        // SAFETY: sigset_t is plain data initialised by sigemptyset/sigaddset.
+        unsafe {
+            let mut s: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut s);
+            for sig in 1..=64 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP && !(32..=33).contains(&sig) {
+                    libc::sigaddset(&mut s, sig);
+                }
+            }
+            SigSet(s)
+        }
+    }
+
+    pub fn block(&self) -> io::Result<()> {
+        // SAFETY: valid sigset pointer.
+        check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &self.0, ptr::null_mut()) })?;
+        Ok(())
+    }
+
+    pub fn unblock_all() -> io::Result<()> {
+        // SAFETY: valid sigset pointer.
+        unsafe {
+            let mut s: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut s);
+            check(libc::sigprocmask(libc::SIG_SETMASK, &s, ptr::null_mut()))?;
+        }
+        Ok(())
+    }
+
+    /// Waits for one signal of the set; returns its number.
+    pub fn wait(&self) -> io::Result<libc::c_int> {
+        loop {
+            // SAFETY: siginfo is plain data filled by the kernel.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: valid pointers.
+            let r = unsafe { libc::sigwaitinfo(&self.0, &mut info) };
+            if r == -1 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            return Ok(r);
+        }
+    }
+}
+
+/// execve; returns only on failure.
+pub(crate) fn execve(path: &CStr, argv: &[CString], env: &[CString]) -> io::Error {
+    let argv_p = cstr_ptrs(argv);
+    let env_p = cstr_ptrs(env);
+    // SAFETY: NULL-terminated arrays of valid C strings that live across the call.
+    unsafe {
+        libc::execve(path.as_ptr(), argv_p.as_ptr().cast(), env_p.as_ptr().cast());
+    }
+    io::Error::last_os_error()
+}
+
+/// Installs a classic BPF seccomp filter (requires no_new_privs or CAP_SYS_ADMIN).
+pub(crate) fn install_seccomp(filter: &[libc::sock_filter]) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: filter.len() as libc::c_ushort,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points to `filter`, which outlives the call; the kernel copies it.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+            &prog as *const libc::sock_fprog as libc::c_ulong,
+            0,
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+/// Opens a directory as an O_PATH fd (for CLONE_INTO_CGROUP).
+pub(crate) fn open_dir_path(path: &str) -> io::Result<OwnedFd> {
+    let p = cstring(path)?;
+    // SAFETY: NUL-terminated path.
+    let fd = check(unsafe {
+        libc::open(
+            p.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+pub(crate) fn monotonic_ns() -> u64 {
+    // SAFETY: timespec is plain data filled by the kernel.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Takes ownership of an fd number that the spawner promised (fds 3 and 4 of the helper).
+pub(crate) fn file_from_fd(fd: RawFd) -> std::fs::File {
+    // SAFETY: the helper is started by `process.rs` with exactly these fds dup2'ed into place and
+    // nothing else in the helper wraps them; a wrong fd only produces EBADF on use.
+    unsafe { std::fs::File::from_raw_fd(fd) }
+}
+
+pub(crate) fn umask(mask: u32) {
+    // SAFETY: no preconditions.
+    unsafe {
+        libc::umask(mask);
+    }
+}
+
+pub(crate) fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
