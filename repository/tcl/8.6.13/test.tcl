@@ -1,0 +1,3 @@
+set data [read stdin]
+set parts [list O K]
+puts [join $parts ""]
