@@ -1,0 +1,7 @@
+program Hello;
+var
+    s: string;
+begin
+    s := 'O';
+    writeln(s + 'K');
+end.

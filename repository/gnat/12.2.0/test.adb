@@ -1,0 +1,6 @@
+with Ada.Text_IO; use Ada.Text_IO;
+
+procedure Hello is
+begin
+   Put_Line ("O" & "K");
+end Hello;

@@ -1,0 +1,2 @@
+input <- readLines(file("stdin"))
+cat(paste0("O", "K"), "\n", sep = "")
