@@ -219,6 +219,13 @@ impl Cgroups {
         Ok(Cgroups { version, base })
     }
 
+    /// Removes the (empty) base directories; harmless when jobs still exist.
+    pub fn remove_base(&self) {
+        for d in self.base.dirs() {
+            let _ = fs::remove_dir(d);
+        }
+    }
+
     pub fn version(&self) -> CgroupVersion {
         self.version
     }
@@ -226,8 +233,23 @@ impl Cgroups {
     /// Creates the job cgroup `name` with its limits.
     pub fn create_job(&self, name: &str, limits: CgroupLimits) -> Result<JobCgroup, RunnerError> {
         let layout = self.base.join(name);
-        for d in layout.dirs() {
-            mkdir(d)?;
+        for (d, base) in layout.dirs().into_iter().zip(self.base.dirs()) {
+            if let Err(e) = fs::create_dir(d) {
+                match e.kind() {
+                    io::ErrorKind::AlreadyExists => {}
+                    // Another runner of this process removed the shared base when it was dropped.
+                    io::ErrorKind::NotFound => {
+                        mkdir(base)?;
+                        if let Layout::V2 { .. } = self.base {
+                            let sc = base.join("cgroup.subtree_control");
+                            write(&sc, "+memory +pids +cpu")
+                                .or_else(|_| write(&sc, "+memory +pids"))?;
+                        }
+                        mkdir(d)?;
+                    }
+                    _ => return Err(cg_err(d, e)),
+                }
+            }
         }
         let job = JobCgroup { layout };
         if let Err(e) = job.set_limits(limits) {

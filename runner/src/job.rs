@@ -413,7 +413,9 @@ impl Runner {
         spec: &ProcessSpec,
         stdin: &[u8],
     ) -> Result<StageResult, RunnerError> {
+        let t0 = std::time::Instant::now();
         let job = self.prepare(layers, files)?;
+        let t1 = t0.elapsed();
         let mut p = Process::spawn(
             &job.place,
             &self.cgroups,
@@ -421,9 +423,14 @@ impl Runner {
             spec,
             false,
         )?;
+        let t2 = t0.elapsed();
         p.write_stdin(stdin);
         p.close_stdin();
-        Ok(p.wait())
+        let r = p.wait();
+        let t3 = t0.elapsed();
+        drop(job);
+        tracing::debug!(prepare = ?t1, spawned = ?t2, ended = ?t3, cleaned = ?t0.elapsed(), "run_command timings");
+        Ok(r)
     }
 
     /// Starts a raw command and returns the live process (streaming stdin/stdout, `peek`).
@@ -518,6 +525,12 @@ impl Runner {
             wake: File::from(wake_w),
             thread: Some(thread),
         })
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.cgroups.remove_base();
     }
 }
 

@@ -1,0 +1,681 @@
+//! Privileged integration tests: real programs in a real sandbox.
+//!
+//! The host root is the single read-only base layer (`/`: bash, python3, gcc exist on the host),
+//! and each test writes a tiny package directory into a tmpfs mounted as an extra top layer.
+//! Without root (or cgroups) they print why and pass, unless PISTON_TEST_REQUIRE_PRIVILEGED=1.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use runner::{
+    Event, JobFile, JobSpec, KillReason, Limits, ProcessEvent, ProcessSpec, Runner, RunnerConfig,
+    RunnerError, Stage, Status, Stream,
+};
+
+const UID_MIN: u32 = 62001;
+const UID_MAX: u32 = 62100;
+
+fn privileged() -> bool {
+    let why = if !nix_is_root() {
+        Some("not running as root")
+    } else if !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
+        Some("no usable cgroup hierarchy")
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(w) => {
+            if std::env::var("PISTON_TEST_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+                panic!("privileged test cannot run: {w}");
+            }
+            eprintln!("skipping privileged test: {w}");
+            false
+        }
+    }
+}
+
+fn nix_is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A tmpfs mounted on a temp dir: a layer that does not overlap the host root's file system
+/// (overlayfs refuses lower dirs nested inside another lower dir of the same file system).
+struct TmpfsLayer {
+    dir: tempfile::TempDir,
+}
+
+impl TmpfsLayer {
+    fn new() -> TmpfsLayer {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m,mode=755", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs layer");
+        TmpfsLayer { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a package: `scripts` are (name, body) pairs, made executable.
+    fn package(&self, name: &str, scripts: &[(&str, &str)]) -> PathBuf {
+        let inside = PathBuf::from(format!("/piston/packages/{name}/1.0.0"));
+        let host = self.path().join(inside.strip_prefix("/").unwrap());
+        fs::create_dir_all(&host).unwrap();
+        for (n, body) in scripts {
+            let p = host.join(n);
+            fs::write(&p, body).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        inside
+    }
+}
+
+impl Drop for TmpfsLayer {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+struct Env {
+    runner: Runner,
+    layer: TmpfsLayer,
+    _work: tempfile::TempDir,
+}
+
+fn env() -> Option<Env> {
+    if !privileged() {
+        return None;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mut cfg = RunnerConfig {
+        sandbox_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_piston-sandbox"))),
+        work_dir: work.path().join("jobs"),
+        uid_min: UID_MIN,
+        uid_max: UID_MAX,
+        gid_min: UID_MIN,
+        disk_bytes: 64 << 20,
+        tmp_bytes: 16 << 20,
+        ..RunnerConfig::default()
+    };
+    cfg.cgroup.name = "piston-runner-test".into();
+    let runner = Runner::new(cfg).expect("runner set-up");
+    Some(Env {
+        runner,
+        layer: TmpfsLayer::new(),
+        _work: work,
+    })
+}
+
+impl Env {
+    fn layers(&self) -> Vec<PathBuf> {
+        vec![self.layer.path().to_path_buf(), PathBuf::from("/")]
+    }
+
+    fn bash_pkg(&self) -> PathBuf {
+        self.layer.package(
+            "bash",
+            &[
+                ("run", "bash \"$@\"\n"),
+                ("environment", "export PKG_ENV_PWD=$PWD\n"),
+            ],
+        )
+    }
+
+    fn job(&self, script: &str, limits: Limits) -> JobSpec {
+        JobSpec {
+            layers: self.layers(),
+            package_dir: self.bash_pkg(),
+            language: "bash".into(),
+            files: vec![JobFile {
+                name: "main.sh".into(),
+                content: script.as_bytes().to_vec(),
+            }],
+            args: vec![],
+            stdin: vec![],
+            compile: None,
+            run: limits,
+        }
+    }
+
+    fn bash(&self, script: &str, limits: Limits) -> runner::StageResult {
+        self.runner.run_job(&self.job(script, limits)).unwrap().run
+    }
+}
+
+fn limits() -> Limits {
+    Limits {
+        wall_timeout_ms: 10_000,
+        cpu_time_ms: 10_000,
+        memory_bytes: Some(256 << 20),
+        output_max_size: 1 << 20,
+        ..Limits::piston_run()
+    }
+}
+
+/// Host pids whose command line contains `needle`.
+fn host_procs_with(needle: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| e.file_name().to_string_lossy() != me)
+        .filter_map(|e| {
+            let c = fs::read(e.path().join("cmdline")).ok()?;
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            c.contains(needle).then_some(c)
+        })
+        .collect()
+}
+
+#[test]
+fn hello_world_and_conventions() {
+    let Some(e) = env() else { return };
+    let r = e.bash(
+        "echo out; echo err >&2; echo \"lang=$PISTON_LANGUAGE pwd=$PWD env=$PKG_ENV_PWD uid=$(id -u) host=$(hostname)\"; echo \"args=$*\"",
+        limits(),
+    );
+    assert_eq!(r.status, None, "{r:?}");
+    assert_eq!(r.code, Some(0));
+    assert_eq!(r.stderr, "err\n");
+    assert!(r.stdout.starts_with("out\n"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("lang=bash pwd=/box env=/piston/packages/bash/1.0.0 uid=620"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("host=piston"));
+    assert!(
+        r.output.starts_with("out\nerr\n"),
+        "interleaved: {:?}",
+        r.output
+    );
+    assert!(r.wall_time_ms < 10_000);
+    assert!(r.memory_bytes > 0);
+}
+
+#[test]
+fn args_and_stdin() {
+    let Some(e) = env() else { return };
+    let mut job = e.job("read -r line; echo \"$line|$1|$2\"", limits());
+    job.args = vec!["a b".into(), "c".into()];
+    job.stdin = b"from stdin\n".to_vec();
+    let r = e.runner.run_job(&job).unwrap().run;
+    assert_eq!(r.stdout, "from stdin|a b|c\n", "{r:?}");
+}
+
+#[test]
+fn exit_code_and_signal() {
+    let Some(e) = env() else { return };
+    let r = e.bash("exit 7", limits());
+    assert_eq!((r.status, r.code), (Some(Status::RE), Some(7)));
+    assert_eq!(r.message.as_deref(), Some("Exited with error status 7"));
+    // The package's `run` (`bash "$@"`) turns a signal into exit code 139, as in Piston, so
+    // the signal case runs the program directly.
+    let spec = ProcessSpec {
+        argv: vec!["/bin/sh".into(), "-c".into(), "kill -SEGV $$".into()],
+        env: vec![],
+        cwd: "/box".into(),
+        limits: limits(),
+    };
+    let r = e.runner.run_command(&e.layers(), &[], &spec, b"").unwrap();
+    assert_eq!(r.status, Some(Status::SG), "{r:?}");
+    assert_eq!(r.message.as_deref(), Some("Caught fatal signal 11"));
+    assert_eq!(r.signal.as_deref(), Some("SIGSEGV"));
+}
+
+#[test]
+fn c_compile_then_run_uses_the_artefact() {
+    let Some(e) = env() else { return };
+    let pkg = e.layer.package(
+        "c",
+        &[
+            ("compile", "gcc -O0 -o a.out \"$@\"\n"),
+            ("run", "shift; ./a.out \"$@\"\n"),
+        ],
+    );
+    let mut job = JobSpec {
+        layers: e.layers(),
+        package_dir: pkg,
+        language: "c".into(),
+        files: vec![JobFile {
+            name: "main.c".into(),
+            content: b"#include <stdio.h>\nint main(int c, char**v){printf(\"hi %s\\n\", c>1?v[1]:\"-\");return 0;}\n".to_vec(),
+        }],
+        args: vec!["there".into()],
+        stdin: vec![],
+        compile: Some(limits()),
+        run: limits(),
+    };
+    let r = e.runner.run_job(&job).unwrap();
+    let c = r.compile.as_ref().expect("compile stage");
+    assert_eq!(c.code, Some(0), "{c:?}");
+    assert_eq!(r.run.stdout, "hi there\n", "{:?}", r.run);
+
+    // A failed compile skips the run; the run result is the compile result.
+    job.files[0].content = b"int main( {".to_vec();
+    let r = e.runner.run_job(&job).unwrap();
+    assert_eq!(r.run.status, Some(Status::RE));
+    assert_eq!(Some(&r.run), r.compile.as_ref());
+    assert!(r.run.stderr.contains("error"), "{:?}", r.run.stderr);
+}
+
+#[test]
+fn fork_bomb_is_contained() {
+    let Some(e) = env() else { return };
+    let l = Limits {
+        wall_timeout_ms: 2000,
+        cpu_time_ms: 10_000,
+        max_processes: 32,
+        ..limits()
+    };
+    let r = e.bash("bomb() { bomb | bomb & }; bomb; sleep 30", l);
+    assert_eq!(r.status, Some(Status::TO), "{r:?}");
+    assert_eq!(r.kill_reason, Some(KillReason::Wall));
+    assert!(host_procs_with("bomb").is_empty());
+}
+
+#[test]
+fn memory_bomb_is_killed_and_reported() {
+    let Some(e) = env() else { return };
+    let l = Limits {
+        memory_bytes: Some(64 << 20),
+        ..limits()
+    };
+    let r = e.bash(
+        "python3 -c 'a=[]\nwhile True: a.append(bytearray(8<<20))'",
+        l,
+    );
+    assert_eq!(r.kill_reason, Some(KillReason::Memory), "{r:?}");
+    assert_eq!(r.status, Some(Status::SG));
+    assert!(r.memory_bytes >= 48 << 20, "peak {}", r.memory_bytes);
+}
+
+#[test]
+fn cpu_spin_times_out_on_cpu() {
+    let Some(e) = env() else { return };
+    let l = Limits {
+        wall_timeout_ms: 10_000,
+        cpu_time_ms: 500,
+        ..limits()
+    };
+    let r = e.bash("while :; do :; done", l);
+    assert_eq!(r.status, Some(Status::TO), "{r:?}");
+    assert_eq!(r.kill_reason, Some(KillReason::Cpu));
+    assert_eq!(r.message.as_deref(), Some("Time limit exceeded"));
+    assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
+    assert!(r.cpu_time_ms >= 500);
+}
+
+#[test]
+fn sleep_times_out_on_wall_clock() {
+    let Some(e) = env() else { return };
+    let l = Limits {
+        wall_timeout_ms: 300,
+        ..limits()
+    };
+    let r = e.bash("sleep 30", l);
+    assert_eq!(r.status, Some(Status::TO), "{r:?}");
+    assert_eq!(r.kill_reason, Some(KillReason::Wall));
+    assert_eq!(
+        r.message.as_deref(),
+        Some("Time limit exceeded (wall clock)")
+    );
+    assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
+    assert!(r.cpu_time_ms < 300);
+}
+
+#[test]
+fn output_flood_is_cut() {
+    let Some(e) = env() else { return };
+    let l = Limits {
+        output_max_size: 1000,
+        ..limits()
+    };
+    let r = e.bash("yes", l);
+    assert_eq!(r.status, Some(Status::OL), "{:?}", r.status);
+    assert_eq!(r.stdout.len(), 1000);
+    assert!(r.stdout_truncated && !r.stderr_truncated);
+    assert_eq!(r.kill_reason, Some(KillReason::Output));
+    assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
+    let r = e.bash("yes >&2", l);
+    assert_eq!(r.status, Some(Status::EL), "{:?}", r.status);
+    assert_eq!(r.stderr.len(), 1000);
+    assert!(r.stderr_truncated);
+}
+
+#[test]
+fn no_network() {
+    let Some(e) = env() else { return };
+    let r = e.bash(
+        "grep -c : /proc/net/dev; grep -o '^ *[a-z0-9]*:' /proc/net/dev | tr -d ' '; \
+         if exec 3<>/dev/tcp/127.0.0.1/80; then echo connected; else echo refused; fi",
+        limits(),
+    );
+    assert_eq!(r.stdout, "1\nlo:\nrefused\n", "{r:?}");
+}
+
+#[test]
+fn seccomp_and_privileges() {
+    let Some(e) = env() else { return };
+    let py = r#"
+import ctypes, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+def call(nr, *a):
+    r = libc.syscall(nr, *a)
+    return os.strerror(ctypes.get_errno()) if r == -1 else "ok"
+print("keyctl", call(250, 0, 0, 0, 0, 0))
+print("io_uring", call(425, 1, 0))
+print("unshare", call(272, 0x10000000))
+print("mount", call(165, b"none", b"/tmp", b"tmpfs", 0, 0))
+try:
+    socket.socket(40, socket.SOCK_STREAM); print("vsock ok")
+except OSError as e:
+    print("vsock", e.errno)
+st = open("/proc/self/status").read()
+print([l for l in st.splitlines() if l.startswith(("CapEff", "CapBnd", "NoNewPrivs", "Seccomp:"))])
+print("uid", os.getuid(), os.getgid(), os.getgroups())
+"#;
+    let r = e.bash(&format!("python3 - <<'EOF'\n{py}\nEOF"), limits());
+    let o = &r.stdout;
+    assert!(o.contains("keyctl Operation not permitted"), "{r:?}");
+    assert!(o.contains("io_uring Function not implemented"), "{o}");
+    assert!(o.contains("unshare Operation not permitted"), "{o}");
+    assert!(o.contains("mount Operation not permitted"), "{o}");
+    assert!(o.contains("vsock 97"), "{o}");
+    assert!(o.contains("'CapEff:\\t0000000000000000'"), "{o}");
+    assert!(o.contains("'CapBnd:\\t0000000000000000'"), "{o}");
+    assert!(o.contains("'NoNewPrivs:\\t1'"), "{o}");
+    assert!(o.contains("'Seccomp:\\t2'"), "{o}");
+    assert!(o.contains("uid 620"), "{o}");
+    assert!(!o.contains("uid 0 "), "{o}");
+}
+
+#[test]
+fn host_files_and_layers_are_protected() {
+    let Some(e) = env() else { return };
+    let pkg = e.bash_pkg();
+    let host_file = e
+        .layer
+        .path()
+        .join(pkg.strip_prefix("/").unwrap())
+        .join("shared.txt");
+    fs::write(&host_file, "original").unwrap();
+    fs::set_permissions(&host_file, fs::Permissions::from_mode(0o666)).unwrap();
+    let r = e.bash(
+        &format!(
+            "ls /root >/dev/null 2>&1 && echo root-readable || echo root-denied
+             cat /etc/shadow >/dev/null 2>&1 && echo shadow-readable || echo shadow-denied
+             touch /usr/bin/evil 2>/dev/null && echo usr-writable || echo usr-denied
+             echo changed > {pkg}/shared.txt && cat {pkg}/shared.txt
+             ls /sys | wc -l; ls /dev | tr '\\n' ' '; echo
+             touch /box/new && echo box-writable
+             echo x > /dev/evil 2>/dev/null && echo dev-writable || echo dev-denied",
+            pkg = pkg.display()
+        ),
+        limits(),
+    );
+    let o = &r.stdout;
+    assert!(o.contains("root-denied"), "{r:?}");
+    assert!(o.contains("shadow-denied"), "{o}");
+    assert!(o.contains("usr-denied"), "{o}");
+    assert!(o.contains("changed\n"), "copy-up inside the job: {o}");
+    assert!(o.contains("\n0\n"), "empty /sys: {o}");
+    assert!(
+        o.contains("fd full null random shm stderr stdin stdout urandom zero"),
+        "{o}"
+    );
+    assert!(o.contains("box-writable"), "{o}");
+    assert!(o.contains("dev-denied"), "{o}");
+    // The layer itself is untouched.
+    assert_eq!(fs::read_to_string(&host_file).unwrap(), "original");
+    assert!(!Path::new("/usr/bin/evil").exists());
+}
+
+#[test]
+fn jobs_cannot_see_each_other() {
+    let Some(e) = env() else { return };
+    let host_marker = Path::new("/dev/shm").join(format!("piston-test-{}", std::process::id()));
+    let shm_is_tmpfs = Path::new("/dev/shm").is_dir();
+    if shm_is_tmpfs {
+        fs::write(&host_marker, "host").unwrap();
+    }
+    let a = e
+        .runner
+        .start_job(e.job(
+            "echo secret > /box/secret-a; echo shm > /dev/shm/shm-a; echo t > /tmp/tmp-a; echo ready; sleep 5",
+            limits(),
+        ))
+        .unwrap();
+    // Wait until job A has written its files.
+    loop {
+        match a.next_event(Duration::from_secs(10)) {
+            Some(Event::Output { data, .. }) if data.starts_with(b"ready") => break,
+            Some(Event::Done(r)) => panic!("job A ended early: {r:?}"),
+            Some(_) => {}
+            None => panic!("job A never got ready"),
+        }
+    }
+    let r = e.bash(
+        "ls /dev/shm /tmp /box | tr '\\n' ' '; echo; ls /proc | grep -c '^[0-9]'; \
+         find / -xdev -name 'secret-a' 2>/dev/null | head -1; echo end",
+        limits(),
+    );
+    drop(a);
+    if shm_is_tmpfs {
+        fs::remove_file(&host_marker).unwrap();
+    }
+    let o = &r.stdout;
+    assert!(
+        !o.contains("shm-a") && !o.contains("tmp-a") && !o.contains("secret-a"),
+        "{o}"
+    );
+    assert!(!o.contains("piston-test-"), "host /dev/shm leaked: {o}");
+    let nprocs: u32 = o.lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(nprocs < 10, "sees only its own processes: {o}");
+}
+
+#[test]
+fn orphans_and_daemons_die_with_the_job() {
+    let Some(e) = env() else { return };
+    let r = e.bash(
+        "(sleep 123457 &); setsid sleep 123458 & nohup sleep 123459 >/dev/null 2>&1 & echo started",
+        limits(),
+    );
+    assert_eq!(r.stdout, "started\n", "{r:?}");
+    for n in ["sleep 123457", "sleep 123458", "sleep 123459"] {
+        assert!(host_procs_with(n).is_empty(), "{n} survived");
+    }
+}
+
+#[test]
+fn bad_file_names_are_refused() {
+    let Some(e) = env() else { return };
+    for name in ["../escape", "/etc/passwd", "a/../../b"] {
+        let mut job = e.job("true", limits());
+        job.files.push(JobFile {
+            name: name.into(),
+            content: vec![],
+        });
+        match e.runner.run_job(&job) {
+            Err(RunnerError::BadFileName { .. }) => {}
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // Sub-directories are fine.
+    let mut job = e.job("cat sub/dir/x", limits());
+    job.files.push(JobFile {
+        name: "sub/dir/x".into(),
+        content: b"nested".to_vec(),
+    });
+    assert_eq!(e.runner.run_job(&job).unwrap().run.stdout, "nested");
+}
+
+#[test]
+fn interactive_job_streams() {
+    let Some(e) = env() else { return };
+    let mut h = e
+        .runner
+        .start_job(e.job(
+            "while read -r l; do echo \"got $l\"; done; echo bye",
+            limits(),
+        ))
+        .unwrap();
+    assert_eq!(
+        h.next_event(Duration::from_secs(10)),
+        Some(Event::Stage(Stage::Run))
+    );
+    h.write_stdin(b"one\n").unwrap();
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"got one\n") {
+        match h.next_event(Duration::from_secs(10)) {
+            Some(Event::Output {
+                stream: Stream::Stdout,
+                data,
+            }) => seen.extend(data),
+            other => panic!("{other:?}"),
+        }
+    }
+    h.close_stdin().unwrap();
+    let mut done = None;
+    while let Some(ev) = h.next_event(Duration::from_secs(10)) {
+        if let Event::Done(r) = ev {
+            done = Some(r);
+            break;
+        }
+    }
+    let r = done.expect("done");
+    assert_eq!(r.run.stdout, "got one\nbye\n");
+}
+
+#[test]
+fn program_handle_peek_and_read_line() {
+    let Some(e) = env() else { return };
+    let spec = ProcessSpec {
+        argv: vec!["/bin/cat".into()],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: "/box".into(),
+        limits: limits(),
+    };
+    let mut p = e.runner.start_command(&e.layers(), &[], &spec).unwrap();
+    p.write(b"hello\nworld\n");
+    assert_eq!(
+        p.read_line(100, Duration::from_secs(10))
+            .unwrap()
+            .as_deref(),
+        Some(&b"hello"[..])
+    );
+    let u = p.peek();
+    assert!(u.memory_current_bytes > 0 && u.memory_peak_bytes >= u.memory_current_bytes);
+    p.close_stdin();
+    let r = p.close(Duration::from_secs(10));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.stdout, "hello\nworld\n");
+    // A process that does not end is killed by close().
+    let mut spec2 = spec;
+    spec2.argv = vec!["/bin/sleep".into(), "100".into()];
+    let p = e.runner.start_command(&e.layers(), &[], &spec2).unwrap();
+    let r = p.close(Duration::from_millis(200));
+    assert_eq!(r.status, Some(Status::TO));
+    let _ = ProcessEvent::Exit;
+}
+
+#[test]
+fn many_jobs_leave_nothing_behind() {
+    let Some(e) = env() else { return };
+    let n: usize = std::env::var("PISTON_RUNNER_LEAK_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let spec = ProcessSpec {
+        argv: vec!["/bin/sh".into(), "-c".into(), "sleep 1000 & echo $$".into()],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: "/box".into(),
+        limits: limits(),
+    };
+    let loops_before = Command::new("losetup")
+        .arg("-a")
+        .output()
+        .map(|o| o.stdout)
+        .ok();
+    for i in 0..n {
+        let r = e.runner.run_command(&e.layers(), &[], &spec, b"").unwrap();
+        assert_eq!(r.code, Some(0), "job {i}: {r:?}");
+    }
+    let work = e.runner.config().work_dir.to_string_lossy().into_owned();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&work), "job mounts left:\n{mounts}");
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 0, "job dirs left");
+    let uids: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|d| d.ok())
+        .filter_map(|d| fs::read_to_string(d.path().join("status")).ok())
+        .filter(|s| {
+            s.lines().any(|l| {
+                l.starts_with("Uid:")
+                    && l.split_whitespace()
+                        .nth(1)
+                        .and_then(|u| u.parse::<u32>().ok())
+                        .is_some_and(|u| (UID_MIN..=UID_MAX).contains(&u))
+            })
+        })
+        .collect();
+    // Other tests of this binary may be running jobs right now; ours are all sleep 1000.
+    assert!(host_procs_with("sleep 1000").is_empty(), "{uids:?}");
+    for c in ["memory", "pids", "cpuacct"] {
+        let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+        let rel = own
+            .lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|x| x.split(',').any(|y| y == c))
+            })
+            .and_then(|l| l.split(':').nth(2))
+            .unwrap_or("/")
+            .trim_start_matches('/')
+            .to_string();
+        let base = Path::new("/sys/fs/cgroup")
+            .join(c)
+            .join(rel)
+            .join("piston-runner-test");
+        if base.is_dir() {
+            let left: Vec<_> = fs::read_dir(&base)
+                .unwrap()
+                .filter_map(|d| d.ok())
+                .filter(|d| d.path().is_dir())
+                .map(|d| d.file_name())
+                .filter(|n| {
+                    n.to_string_lossy()
+                        .contains(&format!("job-{}-", std::process::id()))
+                })
+                .collect();
+            // Concurrent tests may hold a cgroup or two for a moment; ours must be gone.
+            assert!(left.len() <= 4, "{c}: {left:?}");
+        }
+    }
+    let loops_after = Command::new("losetup")
+        .arg("-a")
+        .output()
+        .map(|o| o.stdout)
+        .ok();
+    assert_eq!(loops_before, loops_after, "loop devices changed");
+}
