@@ -1,0 +1,2 @@
+my $input = $*IN.slurp;
+say <O K>.join;
