@@ -1,0 +1,375 @@
+//! Dependency resolution: the whole closure of a request, decided before anything is downloaded.
+//!
+//! Each package name gets one version per closure (two versions of the same layer cannot be stacked
+//! in one tree). Dependencies are looked up in the repository of the package that needs them: an
+//! index is one signed snapshot, and mixing snapshots is what signing rules out. The highest
+//! version satisfying every selector seen for a name wins; when a later selector excludes the version
+//! already picked, resolution restarts with that selector known, and reports a conflict if no
+//! version satisfies them all. Packages already installed keep their recorded dependencies.
+
+// Resolution errors carry whole chains for the user; they are rare, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{BTreeMap, VecDeque};
+
+use semver::Version;
+
+use crate::schema::IndexEntry;
+use crate::state::PackageId;
+use crate::version::{Selector, SelectorError};
+
+/// Why a request cannot be resolved. Chains read `ts 5.4.0 -> node 20.1.0`.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no package {name} in {repo}")]
+    UnknownPackage { name: String, repo: String },
+    #[error("no version of {name} matches {selector:?} in {repo} (available: {available})")]
+    NoMatch {
+        name: String,
+        selector: String,
+        repo: String,
+        available: String,
+    },
+    #[error("{chain} needs {name} {selector}, repository {repo} has {available}")]
+    MissingDependency {
+        chain: String,
+        name: String,
+        selector: String,
+        repo: String,
+        available: String,
+    },
+    #[error(
+        "dependency conflict on {name}: {first_chain} needs {name} {first_selector}, {second_chain} needs {name} {second_selector}; \
+         repository {repo} has {available} and none satisfies both"
+    )]
+    Conflict {
+        name: String,
+        first_chain: String,
+        first_selector: String,
+        second_chain: String,
+        second_selector: String,
+        repo: String,
+        available: String,
+    },
+    #[error("dependency cycle: {chain}")]
+    Cycle { chain: String },
+    #[error("{chain} has an invalid selector for {name}")]
+    InvalidSelector {
+        chain: String,
+        name: String,
+        #[source]
+        source: SelectorError,
+    },
+}
+
+/// What resolution may pick from: every repository's entries, and what is installed.
+#[derive(Debug, Default)]
+pub struct Catalog<'a> {
+    /// (repository name, entries), in configuration order (earlier wins ties).
+    pub repos: Vec<(&'a str, &'a [IndexEntry])>,
+    /// Installed packages: repository, entry, recorded direct dependencies.
+    pub installed: BTreeMap<PackageId, (&'a str, &'a IndexEntry, &'a [PackageId])>,
+}
+
+/// One package of a resolved closure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub repo: String,
+    pub entry: IndexEntry,
+    /// Direct dependencies, in metadata order (by name).
+    pub deps: Vec<PackageId>,
+    /// Whether it is installed already.
+    pub installed: bool,
+}
+
+impl Resolved {
+    pub fn id(&self) -> PackageId {
+        PackageId::new(self.entry.name.clone(), self.entry.version.clone())
+    }
+}
+
+/// A resolved request: the root first, then the rest of the closure in stack order.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub packages: Vec<Resolved>,
+}
+
+impl Resolution {
+    pub fn root(&self) -> &Resolved {
+        &self.packages[0]
+    }
+}
+
+fn list_versions(versions: &[&Version]) -> String {
+    if versions.is_empty() {
+        return "no version".to_owned();
+    }
+    versions
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn chain_text(chain: &[PackageId]) -> String {
+    chain
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" -> ")
+}
+
+impl<'a> Catalog<'a> {
+    /// Candidate entries for `name` in `repo`: the index's and installed ones from that repository.
+    fn candidates(&self, repo: &str, name: &str) -> Vec<&'a IndexEntry> {
+        let mut out: Vec<&'a IndexEntry> = self
+            .repos
+            .iter()
+            .filter(|(r, _)| *r == repo)
+            .flat_map(|(_, entries)| entries.iter().filter(|e| e.name == name))
+            .collect();
+        for (id, (r, entry, _)) in &self.installed {
+            if id.name == name && *r == repo && !out.iter().any(|e| e.version == id.version) {
+                out.push(entry);
+            }
+        }
+        out
+    }
+
+    /// Resolves `name` matching `selector`, in `repo` or (None) every repository.
+    pub fn resolve(
+        &self,
+        name: &str,
+        selector: &Selector,
+        repo: Option<&str>,
+    ) -> Result<Resolution, ResolveError> {
+        let repo_label = repo.unwrap_or("any repository").to_owned();
+        let mut best: Option<(&'a str, &'a IndexEntry)> = None;
+        let mut all_versions = Vec::new();
+        let mut any = false;
+        for (r, _) in self
+            .repos
+            .iter()
+            .filter(|(r, _)| repo.is_none_or(|want| want == *r))
+        {
+            for e in self.candidates(r, name) {
+                any = true;
+                all_versions.push(&e.version);
+                if selector.matches(&e.version)
+                    && best.is_none_or(|(_, b)| e.version.cmp_precedence(&b.version).is_gt())
+                {
+                    best = Some((r, e));
+                }
+            }
+        }
+        if !any {
+            return Err(ResolveError::UnknownPackage {
+                name: name.to_owned(),
+                repo: repo_label,
+            });
+        }
+        let Some((root_repo, root)) = best else {
+            all_versions.sort();
+            all_versions.dedup();
+            return Err(ResolveError::NoMatch {
+                name: name.to_owned(),
+                selector: selector.to_string(),
+                repo: repo_label,
+                available: list_versions(&all_versions),
+            });
+        };
+        self.closure(root_repo, root)
+    }
+
+    /// The closure of one chosen package.
+    fn closure(&self, repo: &'a str, root: &'a IndexEntry) -> Result<Resolution, ResolveError> {
+        // Selectors learnt from conflicts, kept across restarts.
+        let mut learnt: BTreeMap<String, Vec<(Selector, Vec<PackageId>)>> = BTreeMap::new();
+        for _attempt in 0..32 {
+            match self.attempt(repo, root, &learnt)? {
+                Attempt::Done(res) => return Ok(res),
+                Attempt::Learn(name, sel, chain) => {
+                    learnt.entry(name).or_default().push((sel, chain));
+                }
+            }
+        }
+        Err(ResolveError::Cycle {
+            chain: format!("{} {} (resolution did not settle)", root.name, root.version),
+        })
+    }
+
+    fn attempt(
+        &self,
+        repo: &'a str,
+        root: &'a IndexEntry,
+        learnt: &BTreeMap<String, Vec<(Selector, Vec<PackageId>)>>,
+    ) -> Result<Attempt, ResolveError> {
+        let root_id = PackageId::new(root.name.clone(), root.version.clone());
+        // name -> (chosen entry, the selectors seen with the chain that asked)
+        let mut chosen: BTreeMap<String, &'a IndexEntry> = BTreeMap::new();
+        let mut wanted: BTreeMap<String, Vec<(Selector, Vec<PackageId>)>> = learnt.clone();
+        let mut deps_of: BTreeMap<PackageId, Vec<PackageId>> = BTreeMap::new();
+        chosen.insert(root.name.clone(), root);
+        let mut queue = VecDeque::from([(root, vec![root_id])]);
+        while let Some((entry, chain)) = queue.pop_front() {
+            let id = PackageId::new(entry.name.clone(), entry.version.clone());
+            if deps_of.contains_key(&id) {
+                continue;
+            }
+            // Installed packages keep exactly the dependencies they were installed with.
+            let requirements: Vec<(String, Selector)> = match self.installed.get(&id) {
+                Some((_, _, deps)) => deps
+                    .iter()
+                    .map(|d| {
+                        let sel = Selector::parse(&format!("={}", d.version))
+                            .expect("a version is a selector");
+                        (d.name.clone(), sel)
+                    })
+                    .collect(),
+                None => entry
+                    .dependencies
+                    .iter()
+                    .map(|(name, text)| {
+                        Selector::parse(text)
+                            .map(|sel| (name.clone(), sel))
+                            .map_err(|source| ResolveError::InvalidSelector {
+                                chain: chain_text(&chain),
+                                name: name.clone(),
+                                source,
+                            })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            let mut direct = Vec::new();
+            for (name, sel) in requirements {
+                let seen = wanted.entry(name.clone()).or_default();
+                seen.push((sel.clone(), chain.clone()));
+                let candidates = self.candidates(repo, &name);
+                let mut versions: Vec<&Version> = candidates.iter().map(|e| &e.version).collect();
+                versions.sort();
+                let satisfies_all =
+                    |e: &&&IndexEntry| seen.iter().all(|(s, _)| s.matches(&e.version));
+                if let Some(current) = chosen.get(&name) {
+                    if sel.matches(&current.version) {
+                        direct.push(PackageId::new(name, current.version.clone()));
+                        continue;
+                    }
+                    // The version picked earlier does not fit this selector.
+                    if candidates.iter().any(|e| satisfies_all(&e))
+                        && !learnt
+                            .get(&name)
+                            .is_some_and(|l| l.iter().any(|(s, _)| s == &sel))
+                    {
+                        return Ok(Attempt::Learn(name, sel, chain));
+                    }
+                    let (first_sel, first_chain) = seen
+                        .iter()
+                        .find(|(s, c)| s != &sel || c != &chain)
+                        .cloned()
+                        .unwrap_or_else(|| seen[0].clone());
+                    return Err(ResolveError::Conflict {
+                        name,
+                        first_chain: chain_text(&first_chain),
+                        first_selector: first_sel.to_string(),
+                        second_chain: chain_text(&chain),
+                        second_selector: sel.to_string(),
+                        repo: repo.to_owned(),
+                        available: list_versions(&versions),
+                    });
+                }
+                let best = candidates
+                    .iter()
+                    .filter(|e| satisfies_all(e))
+                    .max_by(|a, b| a.version.cmp_precedence(&b.version));
+                let Some(best) = best else {
+                    if seen.len() > 1 && candidates.iter().any(|e| sel.matches(&e.version)) {
+                        let (first_sel, first_chain) = seen[0].clone();
+                        return Err(ResolveError::Conflict {
+                            name,
+                            first_chain: chain_text(&first_chain),
+                            first_selector: first_sel.to_string(),
+                            second_chain: chain_text(&chain),
+                            second_selector: sel.to_string(),
+                            repo: repo.to_owned(),
+                            available: list_versions(&versions),
+                        });
+                    }
+                    return Err(ResolveError::MissingDependency {
+                        chain: chain_text(&chain),
+                        name,
+                        selector: sel.to_string(),
+                        repo: repo.to_owned(),
+                        available: list_versions(&versions),
+                    });
+                };
+                chosen.insert(name.clone(), best);
+                let dep_id = PackageId::new(name, best.version.clone());
+                direct.push(dep_id.clone());
+                let mut dep_chain = chain.clone();
+                dep_chain.push(dep_id);
+                queue.push_back((best, dep_chain));
+            }
+            deps_of.insert(id, direct);
+        }
+        let order = stack_order(
+            &PackageId::new(root.name.clone(), root.version.clone()),
+            |p| deps_of.get(p).map(Vec::as_slice).unwrap_or(&[]),
+        )
+        .map_err(|cycle| ResolveError::Cycle {
+            chain: chain_text(&cycle),
+        })?;
+        let packages = order
+            .into_iter()
+            .map(|id| {
+                let entry = chosen[&id.name];
+                let (repo, installed) = match self.installed.get(&id) {
+                    Some((r, _, _)) => ((*r).to_owned(), true),
+                    None => (repo.to_owned(), false),
+                };
+                Resolved {
+                    repo,
+                    entry: entry.clone(),
+                    deps: deps_of.remove(&id).unwrap_or_default(),
+                    installed,
+                }
+            })
+            .collect();
+        Ok(Attempt::Done(Resolution { packages }))
+    }
+}
+
+enum Attempt {
+    Done(Resolution),
+    Learn(String, Selector, Vec<PackageId>),
+}
+
+/// The layer stack of `top`, top-most first, in the order shared with repo-builder
+/// ([`crate::schema::layer_order`]): the package on top, every package above its own dependencies,
+/// the base system at the bottom. A cycle is returned as `Err(chain)`.
+pub fn stack_order<'d, F>(top: &PackageId, deps: F) -> Result<Vec<PackageId>, Vec<PackageId>>
+where
+    F: Fn(&PackageId) -> &'d [PackageId],
+{
+    let key = |id: &PackageId| format!("{}@{}", id.name, id.version);
+    let mut ids: BTreeMap<String, PackageId> = BTreeMap::new();
+    ids.insert(key(top), top.clone());
+    let order = crate::schema::layer_order(&key(top), |node| {
+        let id = ids[node].clone();
+        deps(&id)
+            .iter()
+            .map(|d| {
+                let k = key(d);
+                ids.insert(k.clone(), d.clone());
+                k
+            })
+            .collect()
+    });
+    let lookup = |k: &String| {
+        let (name, version) = k.split_once('@').expect("keys are name@version");
+        PackageId::new(name, version.parse().expect("keys hold versions"))
+    };
+    match order {
+        Ok(keys) => Ok(keys.iter().map(lookup).collect()),
+        Err(cycle) => Err(cycle.0.iter().map(lookup).collect()),
+    }
+}

@@ -1,0 +1,204 @@
+//! The state file: the single commit point of every change.
+//!
+//! It lists the configured repositories, the highest index version seen per repository, the roots
+//! (packages the user asked for) and every installed package with its resolved dependencies.
+//! Everything else (mounts, image files) is derived from it and repaired by `reconcile`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsutil::atomic_write;
+use crate::schema::IndexEntry;
+
+/// Schema of the state file.
+pub const STATE_SCHEMA: u32 = 1;
+
+/// One exact package version.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PackageId {
+    pub name: String,
+    pub version: Version,
+}
+
+impl PackageId {
+    pub fn new(name: impl Into<String>, version: Version) -> Self {
+        Self {
+            name: name.into(),
+            version,
+        }
+    }
+}
+
+impl fmt::Display for PackageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.name, self.version)
+    }
+}
+
+/// A configured repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoConfig {
+    pub name: String,
+    /// Root of the published tree: `http(s)://…`, `file://…` or a local path.
+    pub url: String,
+    /// The minisign public key, as given (base64 or key-file text).
+    pub key: String,
+}
+
+/// A verified index on disk. The raw bytes live in a content-addressed file, so the state file
+/// (the commit point) switches from one whole index to the next in one rename.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedIndex {
+    /// File name under `indexes/` (`<repo>-<sha256 of the bytes>.json`).
+    pub file: String,
+    /// The minisign signature (`.minisig` text) of those bytes.
+    pub signature: String,
+    pub version: u64,
+}
+
+/// An installed package as recorded in the state file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstalledRecord {
+    pub repo: String,
+    /// The index entry at install time (kept so the package stays usable if the index changes).
+    pub entry: IndexEntry,
+    /// Direct dependencies as resolved, in the order the metadata lists them (by name).
+    pub deps: Vec<PackageId>,
+}
+
+impl InstalledRecord {
+    pub fn id(&self) -> PackageId {
+        PackageId::new(self.entry.name.clone(), self.entry.version.clone())
+    }
+}
+
+/// The whole state file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub schema: u32,
+    #[serde(default)]
+    pub repos: Vec<RepoConfig>,
+    /// Highest index version accepted per repository (rollback protection).
+    #[serde(default)]
+    pub seen: BTreeMap<String, u64>,
+    /// The verified index kept for each synced repository.
+    #[serde(default)]
+    pub indexes: BTreeMap<String, CachedIndex>,
+    /// Packages the user asked for.
+    #[serde(default)]
+    pub roots: BTreeSet<PackageId>,
+    /// Every installed package.
+    #[serde(default)]
+    pub packages: Vec<InstalledRecord>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            schema: STATE_SCHEMA,
+            repos: Vec::new(),
+            seen: BTreeMap::new(),
+            indexes: BTreeMap::new(),
+            roots: BTreeSet::new(),
+            packages: Vec::new(),
+        }
+    }
+}
+
+impl State {
+    /// Reads the state file; a missing file is the empty state.
+    pub fn load(path: &Path) -> Result<Self> {
+        let raw = match std::fs::read(path) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(Error::io("read", path)(e)),
+        };
+        let state: Self = serde_json::from_slice(&raw).map_err(|source| Error::State {
+            path: path.to_owned(),
+            source,
+        })?;
+        if state.schema != STATE_SCHEMA {
+            return Err(Error::StateSchema {
+                path: path.to_owned(),
+                found: state.schema,
+                known: STATE_SCHEMA,
+            });
+        }
+        Ok(state)
+    }
+
+    /// Commits the state: atomic replace, durable when this returns.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut raw = serde_json::to_vec_pretty(self).expect("state always serialises");
+        raw.push(b'\n');
+        atomic_write(path, &raw)
+    }
+
+    pub fn repo(&self, name: &str) -> Option<&RepoConfig> {
+        self.repos.iter().find(|r| r.name == name)
+    }
+
+    pub fn package(&self, id: &PackageId) -> Option<&InstalledRecord> {
+        self.packages
+            .iter()
+            .find(|p| p.entry.name == id.name && p.entry.version == id.version)
+    }
+
+    /// Installed packages by id.
+    pub fn by_id(&self) -> BTreeMap<PackageId, &InstalledRecord> {
+        self.packages.iter().map(|p| (p.id(), p)).collect()
+    }
+
+    /// Everything reachable from the roots through recorded dependencies.
+    pub fn reachable(&self) -> BTreeSet<PackageId> {
+        let by_id = self.by_id();
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<PackageId> = self.roots.iter().cloned().collect();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            if let Some(rec) = by_id.get(&id) {
+                stack.extend(rec.deps.iter().cloned());
+            }
+        }
+        seen
+    }
+
+    /// Installed packages that depend directly on `id`.
+    pub fn dependents(&self, id: &PackageId) -> Vec<PackageId> {
+        self.packages
+            .iter()
+            .filter(|p| p.deps.contains(id))
+            .map(InstalledRecord::id)
+            .collect()
+    }
+
+    /// Drops installed packages no root reaches; returns what was dropped.
+    pub fn drop_unreachable(&mut self) -> Vec<PackageId> {
+        let reachable = self.reachable();
+        let mut dropped = Vec::new();
+        self.packages.retain(|p| {
+            let keep = reachable.contains(&p.id());
+            if !keep {
+                dropped.push(p.id());
+            }
+            keep
+        });
+        dropped
+    }
+
+    /// The layer stack of an installed package, top-most first (see [`crate::resolve::stack_order`]).
+    pub fn stack(&self, id: &PackageId) -> Vec<PackageId> {
+        let by_id = self.by_id();
+        crate::resolve::stack_order(id, |p| {
+            by_id.get(p).map(|r| r.deps.as_slice()).unwrap_or(&[])
+        })
+        .unwrap_or_else(|cycle| cycle.into_iter().collect())
+    }
+}
