@@ -57,6 +57,41 @@ pub fn plain(n: usize) -> std::io::Result<Vec<Duration>> {
     Ok(v)
 }
 
+/// `n` runs of `/bin/true` in a child made by clone3 with the sandbox's namespaces
+/// (mount, PID, network, IPC, UTS, cgroup) and nothing else: the kernel's own namespace cost.
+pub fn namespaces_only(n: usize) -> std::io::Result<Vec<Duration>> {
+    let flags = (libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP) as u64;
+    let path = c"/bin/true";
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        crate::sys::clone_exec_wait(flags, path)?;
+        v.push(t.elapsed());
+    }
+    Ok(v)
+}
+
+/// Three series of samples.
+pub type Series3 = (Vec<Duration>, Vec<Duration>, Vec<Duration>);
+
+/// The three series interleaved sample by sample, so machine load hits them alike:
+/// (plain spawn, namespaces only, full sandbox).
+pub fn compare(runner: &Runner, layers: &[PathBuf], n: usize) -> Result<Series3, RunnerError> {
+    let io = |e| RunnerError::io("run", "/bin/true", e);
+    let (mut p, mut ns, mut s) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        p.extend(plain(1).map_err(io)?);
+        ns.extend(namespaces_only(1).map_err(io)?);
+        s.extend(sandboxed(runner, layers, 1)?);
+    }
+    Ok((p, ns, s))
+}
+
 /// `n` sandboxed runs of `/bin/true`: job tmpfs, cgroup with limits, helper, all namespaces,
 /// overlay of `layers`, /proc, /dev, /tmp, /dev/shm, pivot_root, uid drop, seccomp, exec,
 /// reaping and teardown (cgroup removed, tmpfs unmounted).

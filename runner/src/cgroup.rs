@@ -230,8 +230,8 @@ impl Cgroups {
         self.version
     }
 
-    /// Creates the job cgroup `name` with its limits.
-    pub fn create_job(&self, name: &str, limits: CgroupLimits) -> Result<JobCgroup, RunnerError> {
+    /// Creates the job cgroup `name` (limits are set later with [`JobCgroup::set_limits`]).
+    pub fn create_job(&self, name: &str) -> Result<JobCgroup, RunnerError> {
         let layout = self.base.join(name);
         for (d, base) in layout.dirs().into_iter().zip(self.base.dirs()) {
             if let Err(e) = fs::create_dir(d) {
@@ -251,12 +251,7 @@ impl Cgroups {
                 }
             }
         }
-        let job = JobCgroup { layout };
-        if let Err(e) = job.set_limits(limits) {
-            let _ = job.remove();
-            return Err(e);
-        }
-        Ok(job)
+        Ok(JobCgroup { layout })
     }
 }
 
@@ -301,7 +296,8 @@ pub struct JobCgroup {
 }
 
 impl JobCgroup {
-    fn set_limits(&self, l: CgroupLimits) -> Result<(), RunnerError> {
+    /// Writes the limits (any time before the job's code runs).
+    pub fn set_limits(&self, l: CgroupLimits) -> Result<(), RunnerError> {
         match &self.layout {
             Layout::V1 { memory, pids, .. } => {
                 if let Some(m) = l.memory_bytes {
@@ -410,6 +406,14 @@ impl JobCgroup {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or_else(|| self.memory_current())
+    }
+
+    /// Resets the peak to the current charge where the kernel allows it (v1), so a pre-spawned
+    /// helper's own start-up does not count.
+    pub fn reset_peak(&self) {
+        if let Layout::V1 { memory, .. } = &self.layout {
+            let _ = fs::write(memory.join("memory.max_usage_in_bytes"), "0");
+        }
     }
 
     /// Whether the kernel OOM-killed a process of this cgroup.
@@ -549,15 +553,12 @@ mod tests {
         let job_dir = base.join("job-1");
         fs::create_dir(&job_dir).unwrap();
         fs::write(job_dir.join("memory.swap.max"), "max").unwrap();
-        let job = cg
-            .create_job(
-                "job-1",
-                CgroupLimits {
-                    memory_bytes: Some(64 << 20),
-                    pids: 66,
-                },
-            )
-            .unwrap();
+        let job = cg.create_job("job-1").unwrap();
+        job.set_limits(CgroupLimits {
+            memory_bytes: Some(64 << 20),
+            pids: 66,
+        })
+        .unwrap();
         assert_eq!(job.v2_dir(), Some(job_dir.as_path()));
         assert!(job.procs_files().is_empty());
         let r = |f: &str| fs::read_to_string(job_dir.join(f)).unwrap();
@@ -641,15 +642,12 @@ mod tests {
         let mem = root.join("memory/pa/x/piston-runner/j");
         fs::create_dir_all(&mem).unwrap();
         fs::write(mem.join("memory.memsw.limit_in_bytes"), "").unwrap();
-        let job = cg
-            .create_job(
-                "j",
-                CgroupLimits {
-                    memory_bytes: Some(1000),
-                    pids: 5,
-                },
-            )
-            .unwrap();
+        let job = cg.create_job("j").unwrap();
+        job.set_limits(CgroupLimits {
+            memory_bytes: Some(1000),
+            pids: 5,
+        })
+        .unwrap();
         assert_eq!(
             fs::read_to_string(mem.join("memory.memsw.limit_in_bytes")).unwrap(),
             "1000"

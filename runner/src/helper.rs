@@ -21,7 +21,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, symlink};
 
-use crate::spec::{HelperReport, SandboxSpec};
+use crate::spec::{CgroupJoin, HelperReport, SandboxSpec};
 use crate::sys;
 
 const SPEC_FD: i32 = 3;
@@ -29,19 +29,61 @@ const REPORT_FD: i32 = 4;
 
 /// Entry point of the helper binary.
 pub fn helper_main() -> ! {
+    let mut input = std::io::BufReader::new(sys::file_from_fd(SPEC_FD));
+    // Part 1 (one line): the cgroup to join. A pre-spawned ("warm") helper joins it and then
+    // waits here for part 2, so the costly v1 migration is off the job's critical path.
+    let mut line = String::new();
+    if let Err(e) = std::io::BufRead::read_line(&mut input, &mut line) {
+        fail(&format!("read cgroup line: {e}"));
+    }
+    let join: CgroupJoin = match serde_json::from_str(&line) {
+        Ok(j) => j,
+        Err(e) => fail(&format!("parse cgroup line: {e}")),
+    };
+    let cgroup_fd = match join_cgroup(&join) {
+        Ok(fd) => fd,
+        Err(e) => fail(&e),
+    };
+    let joined_ns = sys::monotonic_ns();
+    // Part 2 (to EOF): the sandbox spec.
     let mut spec_raw = Vec::new();
-    let mut f = sys::file_from_fd(SPEC_FD);
-    if let Err(e) = f.read_to_end(&mut spec_raw) {
+    if let Err(e) = input.read_to_end(&mut spec_raw) {
         fail(&format!("read spec: {e}"));
     }
-    drop(f);
+    drop(input);
+    if spec_raw.is_empty() {
+        sys::exit_now(0); // the pool was shut down before this helper got a job
+    }
     let spec: SandboxSpec = match serde_json::from_slice(&spec_raw) {
         Ok(s) => s,
         Err(e) => fail(&format!("parse spec: {e}")),
     };
-    match outer(&spec) {
+    if spec.timings {
+        let _ = writeln!(
+            io::stderr(),
+            "piston-sandbox: spec arrived {} us after the cgroup join",
+            (sys::monotonic_ns() - joined_ns) / 1000
+        );
+    }
+    match outer(&spec, cgroup_fd) {
         Ok(code) => sys::exit_now(code),
         Err(e) => fail(&e),
+    }
+}
+
+/// Enters the job cgroup before anything else exists, so every later process is accounted:
+/// v1 writes our pid into each `cgroup.procs`; v2 returns the directory for CLONE_INTO_CGROUP.
+fn join_cgroup(join: &CgroupJoin) -> Result<Option<std::os::fd::OwnedFd>, String> {
+    let pid = sys::getpid().to_string();
+    for procs in &join.procs {
+        ctx(&format!("join cgroup {procs}"), fs::write(procs, &pid))?;
+    }
+    match &join.dir {
+        Some(d) => Ok(Some(ctx(
+            &format!("open cgroup {d}"),
+            sys::open_dir_path(d),
+        )?)),
+        None => Ok(None),
     }
 }
 
@@ -60,21 +102,12 @@ fn ctx<T>(what: &str, r: io::Result<T>) -> Result<T, String> {
     r.map_err(|e| format!("{what}: {e}"))
 }
 
-fn outer(spec: &SandboxSpec) -> Result<i32, String> {
+fn outer(spec: &SandboxSpec, cgroup_fd: Option<std::os::fd::OwnedFd>) -> Result<i32, String> {
     let signals = sys::SigSet::forwardable();
     ctx("block signals", signals.block())?;
     sys::umask(0o022);
 
-    // Enter the job cgroup before anything is created, so every later process is accounted.
-    let pid = sys::getpid().to_string();
-    for procs in &spec.cgroup_procs {
-        ctx(&format!("join cgroup {procs}"), fs::write(procs, &pid))?;
-    }
-    let cgroup_fd = match &spec.cgroup_dir {
-        Some(d) => Some(ctx(&format!("open cgroup {d}"), sys::open_dir_path(d))?),
-        None => None,
-    };
-
+    mark(spec, "outer start");
     let flags = (libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
@@ -87,9 +120,13 @@ fn outer(spec: &SandboxSpec) -> Result<i32, String> {
         sys::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())),
     )?;
     if init_pid == 0 {
+        mark(spec, "clone3");
         init(spec, &signals);
     }
     drop(cgroup_fd);
+    // Only init reports from now on: the report pipe's EOF then comes with init's exit, before
+    // the kernel tears the job's mount namespace down (an RCU grace period).
+    sys::close(REPORT_FD);
     // The sandbox alone holds the stdio pipes now: their EOF means every job process is gone.
     for fd in 0..3 {
         sys::close(fd);
@@ -116,12 +153,14 @@ fn init(spec: &SandboxSpec, signals: &sys::SigSet) -> ! {
     }
     // The report fd must not survive into the target's exec (it could forge results).
     let _ = sys::set_cloexec(REPORT_FD);
+    mark(spec, "hostname");
     let start = sys::monotonic_ns();
     let target = match sys::fork() {
         Ok(0) => target(spec),
         Ok(p) => p,
         Err(e) => fail(&format!("fork target: {e}")),
     };
+    mark(spec, "fork target");
     for fd in 0..3 {
         sys::close(fd);
     }
@@ -153,9 +192,27 @@ fn init(spec: &SandboxSpec, signals: &sys::SigSet) -> ! {
     }
 }
 
+/// Diagnostics: elapsed time since the previous mark, written to stderr.
+fn mark(spec: &SandboxSpec, what: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    if spec.timings {
+        let now = sys::monotonic_ns();
+        let last = LAST.swap(now, Ordering::Relaxed);
+        if last != 0 {
+            let _ = writeln!(
+                io::stderr(),
+                "piston-sandbox: {what} {} us",
+                (now - last) / 1000
+            );
+        }
+    }
+}
+
 /// Mounts the job's root and pivots into it. Runs as root inside the new mount namespace.
 fn build_root(spec: &SandboxSpec) -> Result<(), String> {
     let ms = |f: libc::c_ulong| f;
+    mark(spec, "start");
     // 1. Nothing we mount may propagate back to the host (and host mounts stop propagating in).
     ctx(
         "make / private",
@@ -193,6 +250,7 @@ fn build_root(spec: &SandboxSpec) -> Result<(), String> {
             )?;
         }
     }
+    mark(spec, "overlay");
     // 3. A fresh /proc: the new PID namespace's processes only.
     ctx(
         "mount /proc",
@@ -204,6 +262,7 @@ fn build_root(spec: &SandboxSpec) -> Result<(), String> {
             None,
         ),
     )?;
+    mark(spec, "proc");
     // 4. A minimal /dev on its own tmpfs, made read-only once populated.
     let dev = format!("{root}/dev");
     ctx(
@@ -254,6 +313,7 @@ fn build_root(spec: &SandboxSpec) -> Result<(), String> {
             None,
         ),
     )?;
+    mark(spec, "dev");
     // 5. Private /dev/shm and /tmp, size-limited (their pages are charged to the job's cgroup).
     let tmp_opts = format!("mode=1777,size={}", spec.tmp_bytes.max(4096));
     for (what, p) in [
@@ -271,11 +331,13 @@ fn build_root(spec: &SandboxSpec) -> Result<(), String> {
             ),
         )?;
     }
+    mark(spec, "shm+tmp");
     // 6. pivot_root into the overlay and detach the old root (the host's whole mount tree).
     ctx("chdir root", std::env::set_current_dir(&root))?;
     ctx("pivot_root", sys::pivot_root_dot())?;
     ctx("detach old root", sys::umount(".", libc::MNT_DETACH))?;
     ctx("chdir /", std::env::set_current_dir("/"))?;
+    mark(spec, "pivot+detach");
     // 7. UTS namespace: our own hostname.
     ctx("sethostname", sys::sethostname(&spec.hostname))?;
     Ok(())

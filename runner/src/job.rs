@@ -7,12 +7,13 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, fchown};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::cgroup::{CgroupConfig, CgroupVersion, Cgroups};
 use crate::error::RunnerError;
+use crate::pool::{Janitor, Pool, Task};
 use crate::process::{Process, ProcessEvent, ProcessSpec, ResourceUsage, SandboxPlace, Stream};
 use crate::sys;
 use crate::types::{JobResult, KillReason, Limits, StageResult};
@@ -46,6 +47,8 @@ pub struct RunnerConfig {
     pub extra_env: Vec<(String, String)>,
     /// Install the seccomp deny list (on by default).
     pub seccomp: bool,
+    /// Helpers kept pre-spawned inside a fresh cgroup (0 = spawn per stage).
+    pub warm_helpers: usize,
 }
 
 impl Default for RunnerConfig {
@@ -64,6 +67,7 @@ impl Default for RunnerConfig {
             path_env: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
             extra_env: Vec::new(),
             seccomp: true,
+            warm_helpers: 4,
         }
     }
 }
@@ -116,6 +120,8 @@ pub struct Runner {
     config: RunnerConfig,
     helper: PathBuf,
     cgroups: Cgroups,
+    pool: Option<Arc<Pool>>,
+    janitor: Janitor,
 }
 
 /// uids in use by jobs of this process (shared by every `Runner` in it).
@@ -311,15 +317,34 @@ impl Runner {
             .map_err(|e| RunnerError::io("create work directory", &config.work_dir, e))?;
         let cgroups = Cgroups::init(&config.cgroup)?;
         tracing::debug!(version = ?cgroups.version(), helper = %helper.display(), "runner ready");
+        let pool = Arc::new(Pool::new(
+            helper.clone(),
+            cgroups.clone(),
+            config.warm_helpers,
+        ));
         Ok(Runner {
             config,
             helper,
             cgroups,
+            pool: Some(pool),
+            janitor: Janitor::start()?,
         })
     }
 
     pub fn config(&self) -> &RunnerConfig {
         &self.config
+    }
+
+    fn pool(&self) -> &Arc<Pool> {
+        self.pool
+            .as_ref()
+            .expect("pool lives as long as the runner")
+    }
+
+    /// Waits until every finished job has been torn down in the background (processes reaped,
+    /// cgroups removed, job tmpfs unmounted, uids released).
+    pub fn flush(&self) {
+        self.janitor.flush();
     }
 
     pub fn cgroup_version(&self) -> CgroupVersion {
@@ -418,17 +443,17 @@ impl Runner {
         let t1 = t0.elapsed();
         let mut p = Process::spawn(
             &job.place,
-            &self.cgroups,
-            &format!("job-{}", job.id),
+            self.pool(),
             spec,
             false,
+            Some(self.janitor.clone()),
         )?;
         let t2 = t0.elapsed();
         p.write_stdin(stdin);
         p.close_stdin();
         let r = p.wait();
         let t3 = t0.elapsed();
-        drop(job);
+        self.janitor.submit(Task::Drop(Box::new(job)));
         tracing::debug!(prepare = ?t1, spawned = ?t2, ended = ?t3, cleaned = ?t0.elapsed(), "run_command timings");
         Ok(r)
     }
@@ -442,13 +467,7 @@ impl Runner {
         spec: &ProcessSpec,
     ) -> Result<Program, RunnerError> {
         let job = self.prepare(layers, files)?;
-        let p = Process::spawn(
-            &job.place,
-            &self.cgroups,
-            &format!("job-{}", job.id),
-            spec,
-            true,
-        )?;
+        let p = Process::spawn(&job.place, self.pool(), spec, true, None)?;
         Ok(Program {
             process: Some(p),
             _job: job,
@@ -461,13 +480,8 @@ impl Runner {
         let mut compile = None;
         if let Some(limits) = job.compile {
             let spec = self.stage_spec(job, Stage::Compile, limits);
-            let mut p = Process::spawn(
-                &prepared.place,
-                &self.cgroups,
-                &format!("job-{}-compile", prepared.id),
-                &spec,
-                false,
-            )?;
+            // Torn down before the run stage mounts the same upper dir again.
+            let mut p = Process::spawn(&prepared.place, self.pool(), &spec, false, None)?;
             p.close_stdin();
             let r = p.wait();
             if !r.succeeded() {
@@ -481,17 +495,16 @@ impl Runner {
         let spec = self.stage_spec(job, Stage::Run, job.run);
         let mut p = Process::spawn(
             &prepared.place,
-            &self.cgroups,
-            &format!("job-{}-run", prepared.id),
+            self.pool(),
             &spec,
             false,
+            Some(self.janitor.clone()),
         )?;
         p.write_stdin(&job.stdin);
         p.close_stdin();
-        Ok(JobResult {
-            compile,
-            run: p.wait(),
-        })
+        let run = p.wait();
+        self.janitor.submit(Task::Drop(Box::new(prepared)));
+        Ok(JobResult { compile, run })
     }
 
     /// Starts a job in a background thread and returns a handle to talk to it. `job.stdin` is
@@ -513,11 +526,11 @@ impl Runner {
             sys::pipe().map_err(|e| RunnerError::io("create", "wake pipe", e))?;
         sys::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&wake_r))
             .map_err(|e| RunnerError::io("configure", "wake pipe", e))?;
-        let cgroups = self.cgroups.clone();
+        let pool = Arc::clone(self.pool());
         let stdin = job.stdin;
         let thread = std::thread::Builder::new()
             .name(format!("job-{}", prepared.id))
-            .spawn(move || drive_job(prepared, &cgroups, specs, &stdin, &ev_tx, &cmd_rx, wake_r))
+            .spawn(move || drive_job(prepared, &pool, specs, &stdin, &ev_tx, &cmd_rx, wake_r))
             .map_err(|e| RunnerError::io("spawn", "job thread", e))?;
         Ok(JobHandle {
             events: ev_rx,
@@ -530,6 +543,8 @@ impl Runner {
 
 impl Drop for Runner {
     fn drop(&mut self) {
+        self.janitor.flush();
+        drop(self.pool.take());
         self.cgroups.remove_base();
     }
 }
@@ -709,7 +724,7 @@ impl Drop for JobHandle {
 
 fn drive_job(
     prepared: PreparedJob,
-    cgroups: &Cgroups,
+    pool: &Pool,
     specs: Vec<(Stage, ProcessSpec)>,
     stdin: &[u8],
     ev: &mpsc::Sender<Event>,
@@ -723,16 +738,7 @@ fn drive_job(
     let mut aborted = false;
     for (stage, spec) in specs {
         let _ = ev.send(Event::Stage(stage));
-        let name = format!(
-            "job-{}-{}",
-            prepared.id,
-            if stage == Stage::Compile {
-                "compile"
-            } else {
-                "run"
-            }
-        );
-        let mut p = match Process::spawn(&prepared.place, cgroups, &name, &spec, true) {
+        let mut p = match Process::spawn(&prepared.place, pool, &spec, true, None) {
             Ok(p) => p,
             Err(e) => {
                 let r = StageResult::internal_error(e.to_string());

@@ -17,6 +17,7 @@ pub mod cgroup;
 mod error;
 mod helper;
 mod job;
+mod pool;
 pub mod process;
 pub mod seccomp;
 mod spec;

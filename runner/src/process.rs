@@ -8,12 +8,13 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::cgroup::{CgroupLimits, Cgroups, JobCgroup};
+use crate::cgroup::{CgroupLimits, CpuUsage, JobCgroup};
 use crate::error::RunnerError;
+use crate::pool::{Helper, Janitor, Pool, Task};
 use crate::spec::{HelperReport, Rlimits, SandboxSpec};
 use crate::sys;
 use crate::types::{KillReason, Limits, StageResult, Verdict, classify};
@@ -97,6 +98,8 @@ pub struct Process {
     events: VecDeque<ProcessEvent>,
     finished: bool,
     wake_fd: Option<RawFd>,
+    cpu_base: CpuUsage,
+    janitor: Option<Janitor>,
 }
 
 fn cpu_rlimit_seconds(cpu_ms: u64) -> u64 {
@@ -108,30 +111,24 @@ fn cpu_rlimit_seconds(cpu_ms: u64) -> u64 {
 }
 
 impl Process {
-    /// Starts `spec` in the sandbox described by `place`, in a new cgroup `cgroup_name`.
-    /// With `emit`, output chunks are also returned as events by [`Process::next_event`].
+    /// Starts `spec` in the sandbox described by `place`, with a helper from `pool` (its cgroup
+    /// gets the stage's limits first). With `emit`, output chunks are also returned as events by
+    /// [`Process::next_event`]. With `janitor`, the stage is torn down in the background.
     pub(crate) fn spawn(
         place: &SandboxPlace,
-        cgroups: &Cgroups,
-        cgroup_name: &str,
+        pool: &Pool,
         spec: &ProcessSpec,
         emit: bool,
+        janitor: Option<Janitor>,
     ) -> Result<Process, RunnerError> {
         let l = spec.limits;
-        // +2: the helper and the job's init are in the cgroup too.
-        let cgroup = cgroups.create_job(
-            cgroup_name,
-            CgroupLimits {
-                memory_bytes: l.memory_bytes,
-                pids: l.max_processes.saturating_add(2),
-            },
-        )?;
-        let s = |p: &Path| p.to_string_lossy().into_owned();
         let sbx = SandboxSpec {
-            job_dir: s(&place.job_dir),
-            layers: place.layers.iter().map(|p| s(p)).collect(),
-            cgroup_procs: cgroup.procs_files().iter().map(|p| s(p)).collect(),
-            cgroup_dir: cgroup.v2_dir().map(s),
+            job_dir: place.job_dir.to_string_lossy().into_owned(),
+            layers: place
+                .layers
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
             uid: place.uid,
             gid: place.gid,
             hostname: place.hostname.clone(),
@@ -147,51 +144,32 @@ impl Process {
             },
             tmp_bytes: place.tmp_bytes,
             seccomp: place.seccomp,
+            timings: std::env::var_os("PISTON_SANDBOX_TIMINGS").is_some_and(|v| v == "1"),
         };
         let json = serde_json::to_vec(&sbx).map_err(|e| RunnerError::InvalidJob(e.to_string()))?;
-        let helper_err = |e: io::Error| RunnerError::Spawn {
-            path: place.helper.clone(),
-            source: e,
-        };
-        let mk = || -> io::Result<(OwnedFd, OwnedFd)> { sys::pipe() };
-        let (in_r, in_w) = mk().map_err(helper_err)?;
-        let (out_r, out_w) = mk().map_err(helper_err)?;
-        let (err_r, err_w) = mk().map_err(helper_err)?;
-        let (spec_r, spec_w) = mk().map_err(helper_err)?;
-        let (rep_r, rep_w) = mk().map_err(helper_err)?;
-        let high: Vec<OwnedFd> = [&in_r, &out_w, &err_w, &spec_r, &rep_w]
-            .iter()
-            .map(|fd| sys::dup_high(fd))
-            .collect::<io::Result<_>>()
-            .map_err(helper_err)?;
-        drop((in_r, out_w, err_w, spec_r, rep_w));
-        let fds: Vec<(RawFd, i32)> = high
-            .iter()
-            .enumerate()
-            .map(|(i, fd)| (fd.as_raw_fd(), i as i32))
-            .collect();
-        let path = sys::cstring(&place.helper.to_string_lossy()).map_err(helper_err)?;
-        let pid = match sys::spawn(&path, std::slice::from_ref(&path), &[], &fds) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = cgroup.remove();
-                return Err(helper_err(e));
-            }
-        };
-        let start = Instant::now();
-        drop(high);
+        let helper = pool.get()?;
+        let Helper {
+            pid,
+            stdin,
+            stdout,
+            stderr,
+            spec: mut spec_w,
+            report,
+            cgroup,
+        } = helper;
         let mut proc = Process {
             helper_pid: pid,
             helper_reaped: false,
-            stdin: Some(File::from(in_w)),
+            stdin: Some(File::from(stdin)),
             stdin_buf: VecDeque::new(),
             stdin_close_pending: false,
-            stdout: Some(File::from(out_r)),
-            stderr: Some(File::from(err_r)),
-            report: Some(File::from(rep_r)),
+            stdout: Some(File::from(stdout)),
+            stderr: Some(File::from(stderr)),
+            report: Some(File::from(report)),
             report_buf: Vec::new(),
             cgroup: Some(cgroup),
-            start,
+            cpu_base: CpuUsage::default(),
+            start: Instant::now(),
             limits: l,
             out: Vec::new(),
             err: Vec::new(),
@@ -203,9 +181,21 @@ impl Process {
             events: VecDeque::new(),
             finished: false,
             wake_fd: None,
+            janitor,
+        };
+        let cg = proc.cgroup.as_ref().expect("just set");
+        // +2: the helper and the job's init are in the cgroup too.
+        cg.set_limits(CgroupLimits {
+            memory_bytes: l.memory_bytes,
+            pids: l.max_processes.saturating_add(2),
+        })?;
+        cg.reset_peak();
+        proc.cpu_base = cg.cpu().unwrap_or_default();
+        let helper_err = |e: io::Error| RunnerError::Spawn {
+            path: place.helper.clone(),
+            source: e,
         };
         // The helper reads the whole spec before doing anything else, so this cannot deadlock.
-        let mut spec_w = File::from(spec_w);
         if let Err(e) = spec_w.write_all(&json) {
             proc.kill(KillReason::Wall);
             return Err(helper_err(e));
@@ -251,18 +241,29 @@ impl Process {
         sys::kill(self.helper_pid, sig)
     }
 
+    /// CPU time of the stage's cgroup since the stage was handed its helper.
+    fn cpu_now(&self) -> Option<CpuUsage> {
+        let c = self.cgroup.as_ref()?.cpu().ok()?;
+        let b = self.cpu_base;
+        Some(CpuUsage {
+            total_us: c.total_us.saturating_sub(b.total_us),
+            user_us: c.user_us.saturating_sub(b.user_us),
+            system_us: c.system_us.saturating_sub(b.system_us),
+        })
+    }
+
     /// Live figures: CPU time, current and peak memory.
     pub fn peek(&self) -> ResourceUsage {
         let mut u = ResourceUsage {
             wall_time_ms: self.start.elapsed().as_millis() as u64,
             ..ResourceUsage::default()
         };
+        if let Some(c) = self.cpu_now() {
+            u.cpu_time_ms = c.total_us / 1000;
+            u.user_time_ms = c.user_us / 1000;
+            u.sys_time_ms = c.system_us / 1000;
+        }
         if let Some(cg) = &self.cgroup {
-            if let Ok(c) = cg.cpu() {
-                u.cpu_time_ms = c.total_us / 1000;
-                u.user_time_ms = c.user_us / 1000;
-                u.sys_time_ms = c.system_us / 1000;
-            }
             u.memory_current_bytes = cg.memory_current();
             u.memory_peak_bytes = cg.memory_peak();
         }
@@ -345,7 +346,7 @@ impl Process {
         }
         if running
             && self.limits.cpu_time_ms > 0
-            && let Some(c) = self.cgroup.as_ref().and_then(|c| c.cpu().ok())
+            && let Some(c) = self.cpu_now()
         {
             let used = c.total_us / 1000;
             if used > self.limits.cpu_time_ms {
@@ -493,7 +494,11 @@ impl Process {
 
     /// Everything has closed its pipes: reap, gather the figures, remove the cgroup.
     fn finish(&mut self) -> StageResult {
-        self.reap_helper();
+        // With a janitor, the helper (whose init may still be unmounting its namespace) is
+        // reaped in the background; every figure below is final once the pipes are closed.
+        if self.janitor.is_none() {
+            self.reap_helper();
+        }
         let elapsed_ms = self.start.elapsed().as_millis() as u64;
         let text = String::from_utf8_lossy(&self.report_buf).into_owned();
         let report = text.lines().find_map(HelperReport::parse);
@@ -513,18 +518,29 @@ impl Process {
             cpu_limit_ms: self.limits.cpu_time_ms,
             ..Verdict::default()
         };
+        if let Some(c) = self.cpu_now() {
+            r.cpu_time_ms = c.total_us / 1000;
+            r.user_time_ms = c.user_us / 1000;
+            r.sys_time_ms = c.system_us / 1000;
+        }
         if let Some(cg) = self.cgroup.take() {
-            cg.kill_all();
-            if let Ok(c) = cg.cpu() {
-                r.cpu_time_ms = c.total_us / 1000;
-                r.user_time_ms = c.user_us / 1000;
-                r.sys_time_ms = c.system_us / 1000;
-            }
             r.memory_bytes = cg.memory_peak();
             verdict.oom = cg.oom_killed();
             verdict.pids_hit = cg.pids_limit_hit();
-            if let Err(e) = cg.remove() {
-                tracing::warn!(error = %e, "job cgroup not removed");
+            match &self.janitor {
+                Some(j) if !self.helper_reaped => {
+                    self.helper_reaped = true; // the janitor owns it now
+                    j.submit(Task::Stage {
+                        pid: self.helper_pid,
+                        cgroup: cg,
+                    });
+                }
+                _ => {
+                    cg.kill_all();
+                    if let Err(e) = cg.remove() {
+                        tracing::warn!(error = %e, "job cgroup not removed");
+                    }
+                }
             }
         }
         verdict.cpu_ms = r.cpu_time_ms;

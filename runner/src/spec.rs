@@ -10,10 +10,6 @@ pub struct SandboxSpec {
     pub job_dir: String,
     /// Read-only lower layers, top-most first.
     pub layers: Vec<String>,
-    /// cgroup v1: `cgroup.procs` files the helper writes its pid into before cloning.
-    pub cgroup_procs: Vec<String>,
-    /// cgroup v2: the job cgroup directory, entered with clone3(CLONE_INTO_CGROUP).
-    pub cgroup_dir: Option<String>,
     pub uid: u32,
     pub gid: u32,
     pub hostname: String,
@@ -27,6 +23,18 @@ pub struct SandboxSpec {
     /// Size of the private /tmp and /dev/shm tmpfs mounts, bytes.
     pub tmp_bytes: u64,
     pub seccomp: bool,
+    /// Write set-up timings to the program's stderr (diagnostics; `PISTON_SANDBOX_TIMINGS=1`).
+    #[serde(default)]
+    pub timings: bool,
+}
+
+/// First line on fd 3: the cgroup the helper enters before anything else.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CgroupJoin {
+    /// cgroup v1: `cgroup.procs` files the helper writes its pid into.
+    pub procs: Vec<String>,
+    /// cgroup v2: the job cgroup directory, entered with clone3(CLONE_INTO_CGROUP).
+    pub dir: Option<String>,
 }
 
 /// Resource limits applied with setrlimit just before exec (soft = hard unless noted).

@@ -554,3 +554,22 @@ pub(crate) fn is_root() -> bool {
     // SAFETY: no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// clone3 with `flags` (fork semantics) whose child only execs `path` (no arguments, empty
+/// environment); waits for it. The benchmark's "kernel namespace cost" baseline.
+pub(crate) fn clone_exec_wait(flags: u64, path: &CStr) -> io::Result<()> {
+    let argv = [path.to_owned()];
+    let argv_p = cstr_ptrs(&argv);
+    let env_p: [*mut libc::c_char; 1] = [ptr::null_mut()];
+    let pid = clone3(flags, None)?;
+    if pid == 0 {
+        // SAFETY: in the child only execve and _exit run (async-signal-safe); the pointers
+        // were prepared before the clone.
+        unsafe {
+            libc::execve(path.as_ptr(), argv_p.as_ptr().cast(), env_p.as_ptr().cast());
+            libc::_exit(127);
+        }
+    }
+    wait(pid, false)?;
+    Ok(())
+}

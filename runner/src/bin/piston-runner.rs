@@ -34,6 +34,9 @@ struct Common {
     /// Parent cgroup (relative to the hierarchy root); default: this process's cgroup.
     #[arg(long, env = "PISTON_CGROUP_PARENT")]
     cgroup_parent: Option<String>,
+    /// Helpers kept pre-spawned in their cgroup (0 = spawn per stage).
+    #[arg(long, default_value_t = 4)]
+    warm_helpers: usize,
     /// Where job tmpfs mounts go.
     #[arg(long, default_value = "/run/piston-runner")]
     work_dir: PathBuf,
@@ -117,6 +120,7 @@ fn runner(c: &Common) -> Result<Runner> {
         uid_max: c.uid_max,
         gid_min: c.uid_min,
         work_dir: c.work_dir.clone(),
+        warm_helpers: c.warm_helpers,
         ..RunnerConfig::default()
     };
     cfg.cgroup.parent = c.cgroup_parent.clone();
@@ -191,40 +195,46 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Bench { common, n } => {
             let r = runner(&common)?;
-            // Warm-up (page cache, first cgroup creation).
-            runner::bench::sandboxed(&r, &common.layers, 5)?;
-            runner::bench::plain(5)?;
-            let mut plain = runner::bench::plain(n)?;
-            let mut sbx = runner::bench::sandboxed(&r, &common.layers, n)?;
+            // Warm-up (page cache, first cgroup creation, helper pool).
+            runner::bench::compare(&r, &common.layers, 5)?;
+            let (mut plain, mut ns, mut sbx) = runner::bench::compare(&r, &common.layers, n)?;
             let p = runner::bench::stats(&mut plain);
+            let k = runner::bench::stats(&mut ns);
             let s = runner::bench::stats(&mut sbx);
             let ms = |us: u64| us as f64 / 1000.0;
             println!(
-                "cgroup {:?}, layers {:?}, n = {n}",
+                "cgroup {:?}, layers {:?}, n = {n} (series interleaved)",
                 r.cgroup_version(),
                 common.layers
             );
             println!(
-                "{:<34} {:>9} {:>9} {:>9} {:>9}",
-                "", "mean ms", "median", "p95", "min"
+                "{:<40} {:>8} {:>8} {:>8} {:>8}",
+                "/bin/true", "mean ms", "median", "p95", "min"
             );
             for (name, st) in [
-                ("plain spawn /bin/true", p),
-                ("sandboxed /bin/true (full cycle)", s),
+                ("plain spawn", p),
+                ("clone3 + 6 namespaces (kernel cost)", k),
+                ("full sandbox (job, cgroup, overlay...)", s),
             ] {
                 println!(
-                    "{name:<34} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                    "{name:<40} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
                     ms(st.mean_us),
                     ms(st.median_us),
                     ms(st.p95_us),
                     ms(st.min_us)
                 );
             }
+            let d = |a: u64, b: u64| ms(a) - ms(b);
             println!(
-                "difference (median) {:.3} ms, ratio {:.2}x; p95 difference {:.3} ms",
-                ms(s.median_us.saturating_sub(p.median_us)),
+                "full - plain: median {:+.3} ms (x{:.2}), p95 {:+.3} ms",
+                d(s.median_us, p.median_us),
                 s.median_us as f64 / p.median_us.max(1) as f64,
-                ms(s.p95_us.saturating_sub(p.p95_us)),
+                d(s.p95_us, p.p95_us)
+            );
+            println!(
+                "full - namespaces: median {:+.3} ms, p95 {:+.3} ms",
+                d(s.median_us, k.median_us),
+                d(s.p95_us, k.p95_us)
             );
         }
     }

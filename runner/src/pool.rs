@@ -1,0 +1,300 @@
+//! Keeping slow kernel work off a job's critical path.
+//!
+//! * [`Pool`]: a few pre-spawned helpers, each already inside its own fresh cgroup, waiting for a
+//!   spec. On cgroup v1, joining a cgroup (`cgroup.procs` write) waits for an RCU grace period
+//!   (~5–13 ms here) unless another migration happened just before; spawning ahead of time moves
+//!   that wait (and the helper's exec) out of the job's latency. Limits are written when a job
+//!   takes the helper, before the spec is sent, so nothing untrusted ever runs unlimited.
+//! * [`Janitor`]: tears finished stages down in the background (reap the helper — whose init may
+//!   still be unmounting its namespace —, sweep and remove the cgroup, unmount the job tmpfs,
+//!   release the uid), in order. [`Janitor::flush`] waits for everything queued so far.
+
+use std::any::Any;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use crate::cgroup::{Cgroups, JobCgroup};
+use crate::error::RunnerError;
+use crate::spec::CgroupJoin;
+use crate::sys;
+
+static HELPER_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A spawned helper, inside its cgroup (or on its way in), waiting for its spec on fd 3.
+#[derive(Debug)]
+pub(crate) struct Helper {
+    pub pid: sys::Pid,
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub spec: File,
+    pub report: OwnedFd,
+    pub cgroup: JobCgroup,
+}
+
+impl Helper {
+    pub fn spawn(path: &Path, cgroups: &Cgroups) -> Result<Helper, RunnerError> {
+        let name = format!(
+            "h-{}-{}",
+            std::process::id(),
+            HELPER_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let cgroup = cgroups.create_job(&name)?;
+        match Self::spawn_in(path, cgroup) {
+            Ok(h) => Ok(h),
+            Err((e, cg)) => {
+                let _ = cg.remove();
+                Err(e)
+            }
+        }
+    }
+
+    fn spawn_in(path: &Path, cgroup: JobCgroup) -> Result<Helper, (RunnerError, JobCgroup)> {
+        let err = |e: io::Error| RunnerError::Spawn {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        let join = CgroupJoin {
+            procs: cgroup.procs_files().iter().map(|p| s(p)).collect(),
+            dir: cgroup.v2_dir().map(s),
+        };
+        let r = (|| -> Result<_, RunnerError> {
+            let (in_r, in_w) = sys::pipe().map_err(err)?;
+            let (out_r, out_w) = sys::pipe().map_err(err)?;
+            let (err_r, err_w) = sys::pipe().map_err(err)?;
+            let (spec_r, spec_w) = sys::pipe().map_err(err)?;
+            let (rep_r, rep_w) = sys::pipe().map_err(err)?;
+            let high: Vec<OwnedFd> = [&in_r, &out_w, &err_w, &spec_r, &rep_w]
+                .iter()
+                .map(|fd| sys::dup_high(fd))
+                .collect::<io::Result<_>>()
+                .map_err(err)?;
+            drop((in_r, out_w, err_w, spec_r, rep_w));
+            let fds: Vec<(RawFd, i32)> = high
+                .iter()
+                .enumerate()
+                .map(|(i, fd)| (fd.as_raw_fd(), i as i32))
+                .collect();
+            let cpath = sys::cstring(&path.to_string_lossy()).map_err(err)?;
+            let pid = sys::spawn(&cpath, std::slice::from_ref(&cpath), &[], &fds).map_err(err)?;
+            drop(high);
+            let mut spec = File::from(spec_w);
+            let mut line = serde_json::to_vec(&join).map_err(|e| err(io::Error::other(e)))?;
+            line.push(b'\n');
+            if let Err(e) = spec.write_all(&line) {
+                let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = sys::wait(pid, false);
+                return Err(err(e));
+            }
+            Ok((pid, in_w, out_r, err_r, spec, rep_r))
+        })();
+        match r {
+            Ok((pid, stdin, stdout, stderr, spec, report)) => Ok(Helper {
+                pid,
+                stdin,
+                stdout,
+                stderr,
+                spec,
+                report,
+                cgroup,
+            }),
+            Err(e) => Err((e, cgroup)),
+        }
+    }
+
+    /// Stops an unused helper and removes its cgroup.
+    fn discard(self) {
+        let _ = sys::kill(self.pid, libc::SIGKILL);
+        let _ = sys::wait(self.pid, false);
+        self.cgroup.kill_all();
+        let _ = self.cgroup.remove();
+    }
+}
+
+struct PoolState {
+    ready: Vec<Helper>,
+    stop: bool,
+}
+
+struct PoolInner {
+    path: PathBuf,
+    cgroups: Cgroups,
+    size: usize,
+    state: Mutex<PoolState>,
+    cv: Condvar,
+}
+
+/// Pre-spawned helpers (see the module docs).
+pub(crate) struct Pool {
+    inner: Arc<PoolInner>,
+    filler: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("size", &self.inner.size)
+            .finish()
+    }
+}
+
+impl Pool {
+    pub fn new(path: PathBuf, cgroups: Cgroups, size: usize) -> Pool {
+        let inner = Arc::new(PoolInner {
+            path,
+            cgroups,
+            size,
+            state: Mutex::new(PoolState {
+                ready: Vec::new(),
+                stop: false,
+            }),
+            cv: Condvar::new(),
+        });
+        let filler = (size > 0).then(|| {
+            let inner = Arc::clone(&inner);
+            std::thread::Builder::new()
+                .name("piston-helper-pool".into())
+                .spawn(move || fill(&inner))
+                .ok()
+        });
+        Pool {
+            inner,
+            filler: filler.flatten(),
+        }
+    }
+
+    /// A helper for a new stage: a pre-spawned one when available, else a fresh one.
+    pub fn get(&self) -> Result<Helper, RunnerError> {
+        let warm = {
+            let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.ready.pop()
+        };
+        self.inner.cv.notify_all();
+        match warm {
+            Some(h) => Ok(h),
+            None => Helper::spawn(&self.inner.path, &self.inner.cgroups),
+        }
+    }
+}
+
+fn fill(inner: &PoolInner) {
+    loop {
+        {
+            let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            while !st.stop && st.ready.len() >= inner.size {
+                st = inner.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.stop {
+                return;
+            }
+        }
+        match Helper::spawn(&inner.path, &inner.cgroups) {
+            Ok(h) => {
+                let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+                if st.stop {
+                    drop(st);
+                    h.discard();
+                    return;
+                }
+                st.ready.push(h);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not pre-spawn a sandbox helper");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stop = true;
+        self.inner.cv.notify_all();
+        if let Some(t) = self.filler.take() {
+            let _ = t.join();
+        }
+        let ready = std::mem::take(
+            &mut self
+                .inner
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ready,
+        );
+        for h in ready {
+            h.discard();
+        }
+    }
+}
+
+/// Work for the janitor.
+pub(crate) enum Task {
+    /// A finished stage: reap its helper, sweep and remove its cgroup.
+    Stage {
+        pid: sys::Pid,
+        cgroup: JobCgroup,
+    },
+    /// Anything whose `Drop` does the clean-up (a job directory, a uid lease).
+    Drop(Box<dyn Any + Send>),
+    Flush(mpsc::Sender<()>),
+}
+
+/// Background teardown, in submission order (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct Janitor {
+    tx: mpsc::Sender<Task>,
+}
+
+impl Janitor {
+    pub fn start() -> Result<Janitor, RunnerError> {
+        let (tx, rx) = mpsc::channel::<Task>();
+        std::thread::Builder::new()
+            .name("piston-janitor".into())
+            .spawn(move || {
+                for t in rx {
+                    match t {
+                        Task::Stage { pid, cgroup } => {
+                            let _ = sys::wait(pid, false);
+                            cgroup.kill_all();
+                            if let Err(e) = cgroup.remove() {
+                                tracing::warn!(error = %e, "job cgroup not removed");
+                            }
+                        }
+                        Task::Drop(b) => drop(b),
+                        Task::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })
+            .map_err(|e| RunnerError::io("spawn", "janitor thread", e))?;
+        Ok(Janitor { tx })
+    }
+
+    pub fn submit(&self, t: Task) {
+        // The janitor is gone (cannot happen while a sender exists): clean up inline.
+        if let Err(mpsc::SendError(Task::Stage { pid, cgroup })) = self.tx.send(t) {
+            let _ = sys::wait(pid, false);
+            cgroup.kill_all();
+            let _ = cgroup.remove();
+        }
+    }
+
+    /// Waits until everything submitted before this call is cleaned up.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Task::Flush(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
