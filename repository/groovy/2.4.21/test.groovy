@@ -1,0 +1,2 @@
+System.in.text
+println(["O", "K"].join(""))

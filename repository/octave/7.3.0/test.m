@@ -1,0 +1,2 @@
+parts = {'O', 'K'};
+disp([parts{:}]);

@@ -1,0 +1,5 @@
+int main (string[] args) {
+    string[] parts = { "O", "K" };
+    stdout.printf ("%s\n", string.joinv ("", parts));
+    return 0;
+}
