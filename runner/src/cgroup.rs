@@ -219,6 +219,30 @@ impl Cgroups {
         Ok(Cgroups { version, base })
     }
 
+    /// Removes job cgroups left by runner processes that no longer exist (`h-<pid>-<n>` whose
+    /// pid is gone): their processes are killed first. Returns how many were removed.
+    pub fn remove_stale(&self) -> usize {
+        let first = self.base.dirs()[0].to_path_buf();
+        let Ok(rd) = fs::read_dir(&first) else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !crate::job::name_of_dead_runner(&name, "h-") {
+                continue;
+            }
+            let job = JobCgroup {
+                layout: self.base.join(&name),
+            };
+            job.kill_all();
+            if job.remove().is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Removes the (empty) base directories; harmless when jobs still exist.
     pub fn remove_base(&self) {
         for d in self.base.dirs() {

@@ -131,12 +131,19 @@ fn outer(spec: &SandboxSpec, cgroup_fd: Option<std::os::fd::OwnedFd>) -> Result<
     for fd in 0..3 {
         sys::close(fd);
     }
+    // Backstop for the wall clock the library enforces: should the server die mid-job, the
+    // job still ends (the library's own deadline is always earlier).
+    if spec.wall_backstop_s > 0 {
+        sys::alarm(spec.wall_backstop_s.min(u32::MAX as u64) as u32);
+    }
     loop {
-        let sig = ctx("sigwaitinfo", signals.wait())?;
+        let (sig, from_kernel) = ctx("sigwaitinfo", signals.wait_info())?;
         if sig == libc::SIGCHLD {
             if let Some(exit) = ctx("wait init", sys::wait(init_pid, true))? {
                 return Ok(exit.code().unwrap_or(128 + exit.signal().unwrap_or(0)));
             }
+        } else if sig == libc::SIGALRM && from_kernel {
+            let _ = sys::kill(init_pid, libc::SIGKILL);
         } else {
             let _ = sys::kill(init_pid, sig);
         }

@@ -316,6 +316,17 @@ impl Runner {
             .create(&config.work_dir)
             .map_err(|e| RunnerError::io("create work directory", &config.work_dir, e))?;
         let cgroups = Cgroups::init(&config.cgroup)?;
+        let stale = (
+            cgroups.remove_stale(),
+            remove_stale_job_dirs(&config.work_dir),
+        );
+        if stale != (0, 0) {
+            tracing::info!(
+                cgroups = stale.0,
+                job_dirs = stale.1,
+                "removed leftovers of a runner that died"
+            );
+        }
         tracing::debug!(version = ?cgroups.version(), helper = %helper.display(), "runner ready");
         let pool = Arc::new(Pool::new(
             helper.clone(),
@@ -547,6 +558,42 @@ impl Drop for Runner {
         drop(self.pool.take());
         self.cgroups.remove_base();
     }
+}
+
+/// Whether `name` is `<prefix><pid>-<n>` for a pid that is neither ours nor alive: a leftover
+/// of a runner process that died without cleaning up.
+pub(crate) fn name_of_dead_runner(name: &str, prefix: &str) -> bool {
+    let Some(rest) = name.strip_prefix(prefix) else {
+        return false;
+    };
+    let Some((pid, n)) = rest.split_once('-') else {
+        return false;
+    };
+    let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u64>()) else {
+        return false;
+    };
+    pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Unmounts and removes job directories left by dead runner processes.
+fn remove_stale_job_dirs(work_dir: &Path) -> usize {
+    let Ok(rd) = fs::read_dir(work_dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name_of_dead_runner(&name, "job-") {
+            continue;
+        }
+        let p = e.path();
+        // Unmounting drops the whole tmpfs: nothing in it is walked or followed.
+        let _ = sys::umount(&p.to_string_lossy(), libc::MNT_DETACH);
+        if fs::remove_dir(&p).is_ok() {
+            n += 1;
+        }
+    }
+    n
 }
 
 fn default_helper_path() -> PathBuf {
@@ -827,6 +874,18 @@ mod tests {
         }
         let e = check_file_name("../x").unwrap_err().to_string();
         assert!(e.contains("leave the job directory"), "{e}");
+    }
+
+    #[test]
+    fn leftovers_of_dead_runners() {
+        let me = std::process::id();
+        assert!(!name_of_dead_runner(&format!("job-{me}-3"), "job-"));
+        assert!(!name_of_dead_runner("job-1-3", "job-"), "pid 1 is alive");
+        assert!(name_of_dead_runner("job-4194303-0", "job-"));
+        assert!(name_of_dead_runner("h-4194303-12", "h-"));
+        assert!(!name_of_dead_runner("h-4194303-12", "job-"));
+        assert!(!name_of_dead_runner("job-x-1", "job-"));
+        assert!(!name_of_dead_runner("piston-runner", "job-"));
     }
 
     #[test]

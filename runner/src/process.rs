@@ -144,6 +144,11 @@ impl Process {
             },
             tmp_bytes: place.tmp_bytes,
             seccomp: place.seccomp,
+            wall_backstop_s: if l.wall_timeout_ms == 0 {
+                0
+            } else {
+                l.wall_timeout_ms.div_ceil(1000) + 2
+            },
             timings: std::env::var_os("PISTON_SANDBOX_TIMINGS").is_some_and(|v| v == "1"),
         };
         let json = serde_json::to_vec(&sbx).map_err(|e| RunnerError::InvalidJob(e.to_string()))?;

@@ -23,6 +23,10 @@ pub struct SandboxSpec {
     /// Size of the private /tmp and /dev/shm tmpfs mounts, bytes.
     pub tmp_bytes: u64,
     pub seccomp: bool,
+    /// The helper kills the job by itself after this many seconds (0 = never): a backstop in
+    /// case the server dies; the library's wall limit is always earlier.
+    #[serde(default)]
+    pub wall_backstop_s: u64,
     /// Write set-up timings to the program's stderr (diagnostics; `PISTON_SANDBOX_TIMINGS=1`).
     #[serde(default)]
     pub timings: bool,

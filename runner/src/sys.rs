@@ -462,6 +462,25 @@ impl SigSet {
         Ok(())
     }
 
+    /// Waits for one signal of the set; returns its number and whether the kernel (not a
+    /// process) sent it (`si_code > 0`, e.g. an expired `alarm`).
+    pub fn wait_info(&self) -> io::Result<(libc::c_int, bool)> {
+        loop {
+            // SAFETY: siginfo is plain data filled by the kernel.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: valid pointers.
+            let r = unsafe { libc::sigwaitinfo(&self.0, &mut info) };
+            if r == -1 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            return Ok((r, info.si_code > 0));
+        }
+    }
+
     /// Waits for one signal of the set; returns its number.
     pub fn wait(&self) -> io::Result<libc::c_int> {
         loop {
@@ -572,4 +591,12 @@ pub(crate) fn clone_exec_wait(flags: u64, path: &CStr) -> io::Result<()> {
     }
     wait(pid, false)?;
     Ok(())
+}
+
+/// Schedules SIGALRM in `seconds` (0 cancels).
+pub(crate) fn alarm(seconds: u32) {
+    // SAFETY: no preconditions.
+    unsafe {
+        libc::alarm(seconds);
+    }
 }

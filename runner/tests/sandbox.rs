@@ -678,3 +678,115 @@ fn many_jobs_leave_nothing_behind() {
     assert_eq!(loops_before, loops_after, "loop devices changed");
     drop(layer);
 }
+
+#[test]
+fn signals_reach_the_program() {
+    let Some(e) = env() else { return };
+    let spec = ProcessSpec {
+        argv: vec![
+            "/bin/bash".into(),
+            "-c".into(),
+            "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done".into(),
+        ],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: "/box".into(),
+        limits: limits(),
+    };
+    let mut p = e.runner.start_command(&e.layers(), &[], &spec).unwrap();
+    assert_eq!(
+        p.read_line(100, Duration::from_secs(10))
+            .unwrap()
+            .as_deref(),
+        Some(&b"ready"[..])
+    );
+    p.signal(libc::SIGTERM).unwrap();
+    let r = p.close(Duration::from_secs(10));
+    assert_eq!(r.code, Some(3), "{r:?}");
+    assert!(r.stdout.ends_with("got-term\n"), "{r:?}");
+}
+
+#[test]
+fn a_dead_server_leaves_a_job_that_still_ends_and_is_cleaned_up_later() {
+    if !privileged() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let jobs = work.path().join("jobs");
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_piston-runner"))
+        .args([
+            "exec",
+            "--timeout",
+            "1000",
+            "--warm-helpers",
+            "1",
+            "--layer",
+            "/",
+        ])
+        .arg("--work-dir")
+        .arg(&jobs)
+        .arg("--sandbox-binary")
+        .arg(env!("CARGO_BIN_EXE_piston-sandbox"))
+        .args(["--uid-min", "62101", "--uid-max", "62110"])
+        .args(["--", "/bin/sleep", "313131"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cli_pid = cli.id();
+    let t = std::time::Instant::now();
+    while host_procs_with("sleep 313131").is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(20), "job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The server dies mid-job (SIGKILL: no clean-up at all).
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    // The helper's own backstop (wall limit + 2 s) ends the job anyway.
+    let t = std::time::Instant::now();
+    while !host_procs_with("sleep 313131").is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "orphaned job kept running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A new runner on the same work dir and cgroup removes what the dead one left.
+    let cfg = RunnerConfig {
+        sandbox_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_piston-sandbox"))),
+        work_dir: jobs.clone(),
+        uid_min: 62101,
+        uid_max: 62110,
+        gid_min: 62101,
+        warm_helpers: 0,
+        ..RunnerConfig::default()
+    };
+    let runner = Runner::new(cfg).unwrap();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&*jobs.to_string_lossy()), "{mounts}");
+    assert_eq!(fs::read_dir(&jobs).unwrap().count(), 0);
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let pids_rel = own
+        .lines()
+        .find(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|x| x.split(',').any(|y| y == "pids"))
+        })
+        .and_then(|l| l.split(':').nth(2))
+        .unwrap_or("/")
+        .trim_start_matches('/')
+        .to_string();
+    let base = Path::new("/sys/fs/cgroup/pids")
+        .join(pids_rel)
+        .join("piston-runner");
+    if base.is_dir() {
+        let left: Vec<_> = fs::read_dir(&base)
+            .unwrap()
+            .flatten()
+            .map(|d| d.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("h-{cli_pid}-")))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+    drop(runner);
+}
