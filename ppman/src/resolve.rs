@@ -373,3 +373,143 @@ where
         Err(cycle) => Err(cycle.0.iter().map(lookup).collect()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{BuildFileRef, CachePolicy};
+
+    fn entry(name: &str, version: &str, deps: &[(&str, &str)]) -> IndexEntry {
+        IndexEntry {
+            name: name.into(),
+            version: Version::parse(version).unwrap(),
+            author: String::new(),
+            description: String::new(),
+            provides: vec![],
+            dependencies: deps
+                .iter()
+                .map(|(n, s)| ((*n).into(), (*s).into()))
+                .collect(),
+            limit_overrides: BTreeMap::new(),
+            compiled: false,
+            cache: CachePolicy::None,
+            size: 1,
+            sha256: format!("{name}{version}"),
+            url: String::new(),
+            signature: String::new(),
+            build_file: BuildFileRef {
+                sha256: String::new(),
+                url: String::new(),
+            },
+        }
+    }
+
+    fn ids(r: &Resolution) -> Vec<String> {
+        r.packages.iter().map(|p| p.id().to_string()).collect()
+    }
+
+    fn any() -> Selector {
+        Selector::any()
+    }
+
+    #[test]
+    fn highest_match_and_stack_order() {
+        let entries = vec![
+            entry("base", "12.0.0", &[]),
+            entry("base", "12.5.0", &[]),
+            entry("base", "13.0.0", &[]),
+            entry("node", "20.1.0", &[("base", "12.x")]),
+            entry("ts", "5.4.0", &[("node", ">=20"), ("base", "12")]),
+        ];
+        let cat = Catalog {
+            repos: vec![("main", &entries)],
+            installed: BTreeMap::new(),
+        };
+        let r = cat.resolve("ts", &any(), None).unwrap();
+        assert_eq!(ids(&r), ["ts 5.4.0", "node 20.1.0", "base 12.5.0"]);
+        assert_eq!(r.root().deps.len(), 2);
+        assert_eq!(
+            ids(&cat.resolve("base", &any(), Some("main")).unwrap()),
+            ["base 13.0.0"]
+        );
+    }
+
+    #[test]
+    fn learns_from_a_late_selector() {
+        // a picks base 2.x first (highest), b later needs exactly 1.0.0; no version fits both.
+        let entries = vec![
+            entry("base", "1.0.0", &[]),
+            entry("base", "2.0.0", &[]),
+            entry("a", "1.0.0", &[("base", "*")]),
+            entry("b", "1.0.0", &[("base", "1.0.0")]),
+            entry("c", "1.0.0", &[("b", "*"), ("base", "2.x")]),
+            entry("top", "1.0.0", &[("a", "*"), ("b", "*")]),
+        ];
+        let cat = Catalog {
+            repos: vec![("main", &entries)],
+            installed: BTreeMap::new(),
+        };
+        let r = cat.resolve("top", &any(), None).unwrap();
+        assert!(ids(&r).contains(&"base 1.0.0".to_owned()), "{:?}", ids(&r));
+        let err = cat.resolve("c", &any(), None).unwrap_err();
+        assert!(
+            matches!(&err, ResolveError::Conflict { name, .. } if name == "base"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn installed_packages_keep_their_dependencies() {
+        let entries = vec![
+            entry("base", "1.0.0", &[]),
+            entry("base", "1.1.0", &[]),
+            entry("lang", "1.0.0", &[("base", "1.x")]),
+        ];
+        let deps = vec![PackageId::new("base", Version::new(1, 0, 0))];
+        let lang = entries[2].clone();
+        let mut installed = BTreeMap::new();
+        installed.insert(
+            PackageId::new("lang", Version::new(1, 0, 0)),
+            ("main", &lang, deps.as_slice()),
+        );
+        let base = entries[0].clone();
+        installed.insert(
+            PackageId::new("base", Version::new(1, 0, 0)),
+            ("main", &base, &[][..]),
+        );
+        let cat = Catalog {
+            repos: vec![("main", &entries)],
+            installed,
+        };
+        let r = cat.resolve("lang", &any(), None).unwrap();
+        assert_eq!(ids(&r), ["lang 1.0.0", "base 1.0.0"], "not base 1.1.0");
+        assert!(r.packages.iter().all(|p| p.installed));
+    }
+
+    #[test]
+    fn errors_name_the_chain() {
+        let entries = vec![
+            entry("node", "18.19.0", &[]),
+            entry("ts", "5.4.0", &[("node", ">=20")]),
+            entry("x", "1.0.0", &[("ts", "*")]),
+            entry("bad", "1.0.0", &[("node", "not a selector")]),
+        ];
+        let cat = Catalog {
+            repos: vec![("main", &entries)],
+            installed: BTreeMap::new(),
+        };
+        let err = cat.resolve("x", &any(), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x 1.0.0 -> ts 5.4.0 needs node >=20, repository main has 18.19.0"
+        );
+        assert!(matches!(
+            cat.resolve("bad", &any(), None),
+            Err(ResolveError::InvalidSelector { .. })
+        ));
+        assert!(matches!(
+            cat.resolve("node", &Selector::parse("20").unwrap(), None),
+            Err(ResolveError::NoMatch { .. })
+        ));
+    }
+}
