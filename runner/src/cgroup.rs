@@ -35,6 +35,9 @@ pub struct CgroupConfig {
     pub version: Option<CgroupVersion>,
     /// Name of the directory that groups this runner's job cgroups.
     pub name: String,
+    /// Refuse to start without the memory and pids controllers (v2). Only tests turn this
+    /// off, to drive the v2 code on a hybrid host whose unified hierarchy has no controllers.
+    pub require_controllers: bool,
 }
 
 impl Default for CgroupConfig {
@@ -45,6 +48,7 @@ impl Default for CgroupConfig {
             parent: None,
             version: None,
             name: "piston-runner".into(),
+            require_controllers: true,
         }
     }
 }
@@ -149,6 +153,7 @@ pub fn own_cgroup(proc_self_cgroup: &str, controller: Option<&str>) -> Option<St
 pub struct Cgroups {
     version: CgroupVersion,
     base: Layout,
+    strict: bool,
 }
 
 impl Cgroups {
@@ -208,15 +213,39 @@ impl Cgroups {
             }
             CgroupVersion::V2 => {
                 let parent = cfg.root.join(rel(parent_of(None)?));
-                enable_controllers(&parent, &cfg.name)?;
+                // Missing cgroup.controllers (fake trees): assume everything is available.
+                let avail = read(&parent.join("cgroup.controllers")).ok();
+                let has = |c: &str| {
+                    avail
+                        .as_deref()
+                        .is_none_or(|a| a.split_whitespace().any(|x| x == c))
+                };
+                if cfg.require_controllers && !(has("memory") && has("pids")) {
+                    return Err(RunnerError::Config(format!(
+                        "cgroup v2 controllers memory and pids are not available in {}",
+                        parent.display()
+                    )));
+                }
+                let wanted: Vec<String> = ["memory", "pids", "cpu"]
+                    .into_iter()
+                    .filter(|c| has(c))
+                    .map(|c| format!("+{c}"))
+                    .collect();
+                let wanted = wanted.join(" ");
+                enable_controllers(&parent, &cfg.name, &wanted)?;
                 let dir = parent.join(&cfg.name);
                 mkdir(&dir)?;
-                write(&dir.join("cgroup.subtree_control"), "+memory +pids +cpu")
-                    .or_else(|_| write(&dir.join("cgroup.subtree_control"), "+memory +pids"))?;
+                if !wanted.is_empty() {
+                    write(&dir.join("cgroup.subtree_control"), &wanted)?;
+                }
                 Layout::V2 { dir }
             }
         };
-        Ok(Cgroups { version, base })
+        Ok(Cgroups {
+            version,
+            base,
+            strict: cfg.require_controllers,
+        })
     }
 
     /// Removes job cgroups left by runner processes that no longer exist (`h-<pid>-<n>` whose
@@ -234,6 +263,7 @@ impl Cgroups {
             }
             let job = JobCgroup {
                 layout: self.base.join(&name),
+                strict: self.strict,
             };
             job.kill_all();
             if job.remove().is_ok() {
@@ -275,7 +305,10 @@ impl Cgroups {
                 }
             }
         }
-        Ok(JobCgroup { layout })
+        Ok(JobCgroup {
+            layout,
+            strict: self.strict,
+        })
     }
 }
 
@@ -288,14 +321,16 @@ fn mkdir(d: &Path) -> Result<(), RunnerError> {
 }
 
 /// v2: make memory/pids (and cpu when available) usable by `parent`'s children.
-fn enable_controllers(parent: &Path, name: &str) -> Result<(), RunnerError> {
+fn enable_controllers(parent: &Path, name: &str, wanted: &str) -> Result<(), RunnerError> {
     let sc = parent.join("cgroup.subtree_control");
     let enabled = read(&sc).unwrap_or_default();
-    if enabled.contains("memory") && enabled.contains("pids") {
+    let missing = wanted
+        .split_whitespace()
+        .any(|w| !enabled.split_whitespace().any(|e| e == &w[1..]));
+    if wanted.is_empty() || !missing {
         return Ok(());
     }
-    let try_enable =
-        || fs::write(&sc, "+memory +pids +cpu").or_else(|_| fs::write(&sc, "+memory +pids"));
+    let try_enable = || fs::write(&sc, wanted);
     match try_enable() {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
@@ -317,6 +352,7 @@ fn enable_controllers(parent: &Path, name: &str) -> Result<(), RunnerError> {
 #[derive(Debug)]
 pub struct JobCgroup {
     layout: Layout,
+    strict: bool,
 }
 
 impl JobCgroup {
@@ -336,15 +372,23 @@ impl JobCgroup {
                 write(&pids.join("pids.max"), &l.pids.to_string())?;
             }
             Layout::V2 { dir } => {
-                if let Some(m) = l.memory_bytes {
+                // Non-strict (tests only): skip controllers the hierarchy does not have.
+                let usable = |f: &str| self.strict || dir.join(f).exists();
+                if let Some(m) = l.memory_bytes
+                    && usable("memory.max")
+                {
                     write(&dir.join("memory.max"), &m.to_string())?;
                 }
                 let swap = dir.join("memory.swap.max");
                 if swap.exists() {
                     write(&swap, "0")?;
                 }
-                let _ = fs::write(dir.join("memory.oom.group"), "1");
-                write(&dir.join("pids.max"), &l.pids.to_string())?;
+                if usable("memory.oom.group") {
+                    let _ = fs::write(dir.join("memory.oom.group"), "1");
+                }
+                if usable("pids.max") {
+                    write(&dir.join("pids.max"), &l.pids.to_string())?;
+                }
             }
         }
         Ok(())
@@ -630,16 +674,41 @@ mod tests {
         fs::create_dir(cfg.root.join("piston.slice")).unwrap();
         fs::write(
             cfg.root.join("piston.slice/cgroup.subtree_control"),
-            "memory pids",
+            "cpu memory pids",
         )
         .unwrap();
         Cgroups::init(&cfg).unwrap();
         // Already enabled: left alone.
         assert_eq!(
             fs::read_to_string(cfg.root.join("piston.slice/cgroup.subtree_control")).unwrap(),
-            "memory pids"
+            "cpu memory pids"
         );
         assert!(cfg.root.join("piston.slice/piston-runner").is_dir());
+    }
+
+    #[test]
+    fn v2_missing_controllers() {
+        let (_t, mut cfg) = fake_v2("/ctr");
+        fs::write(cfg.root.join("ctr/cgroup.controllers"), "cpu pids\n").unwrap();
+        let e = Cgroups::init(&cfg).unwrap_err().to_string();
+        assert!(e.contains("memory and pids are not available"), "{e}");
+        // Non-strict (tests on hybrid hosts): only what exists is enabled and limited.
+        cfg.require_controllers = false;
+        let cg = Cgroups::init(&cfg).unwrap();
+        assert_eq!(
+            fs::read_to_string(cfg.root.join("ctr/cgroup.subtree_control")).unwrap(),
+            "+pids +cpu"
+        );
+        let job = cg.create_job("j").unwrap();
+        let dir = cfg.root.join("ctr/piston-runner/j");
+        fs::write(dir.join("pids.max"), "max").unwrap();
+        job.set_limits(CgroupLimits {
+            memory_bytes: Some(1 << 20),
+            pids: 9,
+        })
+        .unwrap();
+        assert!(!dir.join("memory.max").exists());
+        assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "9");
     }
 
     #[test]

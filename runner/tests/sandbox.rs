@@ -790,3 +790,99 @@ fn a_dead_server_leaves_a_job_that_still_ends_and_is_cleaned_up_later() {
     }
     drop(runner);
 }
+
+/// The cgroup v2 path on a real kernel: job cgroups under the unified hierarchy, entered with
+/// clone3(CLONE_INTO_CGROUP), CPU time from `cpu.stat`, `cgroup.kill`. On a hybrid host (like
+/// the development machine) the unified hierarchy has no memory/pids controllers, so the
+/// runner is started non-strict there and only the controller-free parts are checked.
+#[test]
+fn cgroup_v2_clone_into_cgroup() {
+    if !privileged() {
+        return;
+    }
+    let (root, strict) = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        (PathBuf::from("/sys/fs/cgroup"), true)
+    } else if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        (PathBuf::from("/sys/fs/cgroup/unified"), false)
+    } else {
+        if std::env::var("PISTON_TEST_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+            panic!("no cgroup v2 hierarchy mounted");
+        }
+        eprintln!("skipping: no cgroup v2 hierarchy mounted");
+        return;
+    };
+    let Some(e) = env_with(|c| {
+        c.cgroup.root = root.clone();
+        c.cgroup.version = Some(runner::CgroupVersion::V2);
+        c.cgroup.require_controllers = strict;
+        c.cgroup.name = "piston-runner-v2test".into();
+    }) else {
+        return;
+    };
+    assert_eq!(e.runner.cgroup_version(), runner::CgroupVersion::V2);
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own_v2 = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap()
+        .trim_start_matches('/')
+        .to_string();
+    let base = root.join(own_v2).join("piston-runner-v2test");
+
+    // While a job runs, its processes are in a job cgroup, not in ours.
+    let spec = ProcessSpec {
+        argv: vec!["/bin/sleep".into(), "424243".into()],
+        env: vec![],
+        cwd: "/box".into(),
+        limits: limits(),
+    };
+    let p = e.runner.start_command(&e.layers(), &[], &spec).unwrap();
+    let t = std::time::Instant::now();
+    let sleeper = loop {
+        if let Some(pid) = fs::read_dir("/proc").unwrap().flatten().find_map(|d| {
+            let c = fs::read(d.path().join("cmdline")).ok()?;
+            (c == b"/bin/sleep\0424243\0").then(|| d.file_name().to_string_lossy().into_owned())
+        }) {
+            break pid;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "job never started");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let cg = fs::read_to_string(format!("/proc/{sleeper}/cgroup")).unwrap();
+    let v2_line = cg
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .unwrap()
+        .to_string();
+    let job_dir = base.join(
+        v2_line
+            .trim_start_matches("0::")
+            .rsplit('/')
+            .next()
+            .unwrap(),
+    );
+    assert!(
+        v2_line.contains("/piston-runner-v2test/h-"),
+        "not in a job cgroup: {v2_line}"
+    );
+    let procs = fs::read_to_string(job_dir.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|l| l == sleeper), "{procs}");
+    let r = p.close(Duration::from_millis(100));
+    assert_eq!(r.kill_reason, Some(KillReason::Wall));
+
+    // CPU accounting comes from the v2 cpu.stat of the job cgroup.
+    let l = Limits {
+        cpu_time_ms: 300,
+        ..limits()
+    };
+    let r = e.bash("while :; do :; done", l);
+    assert_eq!(
+        (r.status, r.kill_reason),
+        (Some(Status::TO), Some(KillReason::Cpu)),
+        "{r:?}"
+    );
+    let r = e.bash("echo v2; cat /proc/self/cgroup", limits());
+    assert!(r.stdout.starts_with("v2\n"), "{r:?}");
+    drop(e);
+    assert!(!base.exists(), "{} left", base.display());
+}
