@@ -45,16 +45,30 @@ impl Helper {
             HELPER_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let cgroup = cgroups.create_job(&name)?;
-        match Self::spawn_in(path, cgroup) {
-            Ok(h) => Ok(h),
-            Err((e, cg)) => {
-                let _ = cg.remove();
+        match Self::spawn_in(path, &cgroup) {
+            Ok((pid, stdin, stdout, stderr, spec, report)) => Ok(Helper {
+                pid,
+                stdin,
+                stdout,
+                stderr,
+                spec,
+                report,
+                cgroup,
+            }),
+            Err(e) => {
+                let _ = cgroup.remove();
                 Err(e)
             }
         }
     }
 
-    fn spawn_in(path: &Path, cgroup: JobCgroup) -> Result<Helper, (RunnerError, JobCgroup)> {
+    /// Spawns the helper and sends it the cgroup to join: (pid, stdin, stdout, stderr, spec,
+    /// report).
+    #[allow(clippy::type_complexity)]
+    fn spawn_in(
+        path: &Path,
+        cgroup: &JobCgroup,
+    ) -> Result<(sys::Pid, OwnedFd, OwnedFd, OwnedFd, File, OwnedFd), RunnerError> {
         let err = |e: io::Error| RunnerError::Spawn {
             path: path.to_path_buf(),
             source: e,
@@ -64,7 +78,7 @@ impl Helper {
             procs: cgroup.procs_files().iter().map(|p| s(p)).collect(),
             dir: cgroup.v2_dir().map(s),
         };
-        let r = (|| -> Result<_, RunnerError> {
+        {
             let (in_r, in_w) = sys::pipe().map_err(err)?;
             let (out_r, out_w) = sys::pipe().map_err(err)?;
             let (err_r, err_w) = sys::pipe().map_err(err)?;
@@ -93,18 +107,6 @@ impl Helper {
                 return Err(err(e));
             }
             Ok((pid, in_w, out_r, err_r, spec, rep_r))
-        })();
-        match r {
-            Ok((pid, stdin, stdout, stderr, spec, report)) => Ok(Helper {
-                pid,
-                stdin,
-                stdout,
-                stderr,
-                spec,
-                report,
-                cgroup,
-            }),
-            Err(e) => Err((e, cgroup)),
         }
     }
 

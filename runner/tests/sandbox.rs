@@ -841,7 +841,7 @@ fn cgroup_v2_clone_into_cgroup() {
     let sleeper = loop {
         if let Some(pid) = fs::read_dir("/proc").unwrap().flatten().find_map(|d| {
             let c = fs::read(d.path().join("cmdline")).ok()?;
-            (c == b"/bin/sleep\0424243\0").then(|| d.file_name().to_string_lossy().into_owned())
+            (c == b"/bin/sleep\x00424243\x00").then(|| d.file_name().to_string_lossy().into_owned())
         }) {
             break pid;
         }
