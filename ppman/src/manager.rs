@@ -544,16 +544,13 @@ impl PackageManager {
             .version)
     }
 
-    /// Installs several packages with their dependencies in one commit; returns the exact roots.
-    /// The whole closure is resolved before anything is downloaded.
-    pub fn install_many(
+    /// Resolves `requests` against `state`: the exact roots and the packages to add.
+    fn plan_install(
         &self,
+        state: &State,
         requests: &[(String, Selector)],
         repo: Option<&str>,
-    ) -> Result<Vec<PackageId>> {
-        let _lock = self.lock(true)?;
-        let state = self.load_state()?;
-        self.repair(&state)?;
+    ) -> Result<(Vec<PackageId>, BTreeMap<PackageId, InstalledRecord>)> {
         if let Some(name) = selected_repo(repo)
             && state.repo(name).is_none()
         {
@@ -562,7 +559,7 @@ impl PackageManager {
         if state.repos.is_empty() {
             return Err(Error::NoRepos);
         }
-        let indexes = self.indexes(&state)?;
+        let indexes = self.indexes(state)?;
         let unsynced = state.repos.iter().find(|r| {
             selected_repo(repo).is_none_or(|w| w == r.name) && !state.indexes.contains_key(&r.name)
         });
@@ -610,6 +607,11 @@ impl PackageManager {
                     })?;
             }
         }
+        Ok((roots, new))
+    }
+
+    /// Downloads and verifies every image of `new` missing from the store.
+    fn fetch_all(&self, state: &State, new: &BTreeMap<PackageId, InstalledRecord>) -> Result<()> {
         // Download and verify every missing image.
         for rec in new.values() {
             let config = state
@@ -625,6 +627,33 @@ impl PackageManager {
                 self.progress.as_ref(),
             )?;
         }
+        Ok(())
+    }
+
+    /// Installs several packages with their dependencies in one commit; returns the exact roots.
+    /// The whole closure is resolved before anything is downloaded.
+    pub fn install_many(
+        &self,
+        requests: &[(String, Selector)],
+        repo: Option<&str>,
+    ) -> Result<Vec<PackageId>> {
+        // Downloads happen under no lock, so readers (the api listing runtimes) and other
+        // installs are not held up for the length of a download; the store is content-addressed
+        // and a download only lands once verified, so racing downloads are harmless.
+        {
+            let _shared = self.lock(false)?;
+            let state = self.load_state()?;
+            let (_, new) = self.plan_install(&state, requests, repo)?;
+            drop(_shared);
+            self.fetch_all(&state, &new)?;
+        }
+        // The change itself: resolve again against the current state (it may have moved), fetch
+        // what a concurrent gc may have removed, mount, commit.
+        let _lock = self.lock(true)?;
+        let state = self.load_state()?;
+        self.repair(&state)?;
+        let (roots, new) = self.plan_install(&state, requests, repo)?;
+        self.fetch_all(&state, &new)?;
         let mut next = state.clone();
         next.packages.extend(new.into_values());
         next.roots.extend(roots.iter().cloned());
@@ -739,6 +768,10 @@ impl PackageManager {
                 let path = entry.path();
                 if keep.contains(&path) {
                     continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(store::PARTIAL_SUFFIX) && !store::is_abandoned_partial(&path) {
+                    continue; // another process is downloading it
                 }
                 let size = entry.metadata().map_or(0, |m| m.len());
                 if fs::remove_file(&path).is_ok() {

@@ -9,6 +9,9 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{FlockOperation, flock};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -16,6 +19,14 @@ use crate::fsutil::fsync_dir;
 use crate::progress::Progress;
 use crate::schema::{IndexEntry, TrustedKey, decode_signature};
 use crate::source::Location;
+
+/// Suffix of downloads in progress (or left by a crash).
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
+/// Whether a partial download at `path` is abandoned (no process holds its lock).
+pub fn is_abandoned_partial(path: &Path) -> bool {
+    File::open(path).is_ok_and(|f| flock(&f, FlockOperation::NonBlockingLockExclusive).is_ok())
+}
 
 /// Image file of a given sha256 in `store`.
 pub fn image_path(store: &Path, sha256: &str) -> PathBuf {
@@ -51,7 +62,14 @@ fn download(
     progress: &dyn Progress,
 ) -> Result<()> {
     let url = from.to_string();
-    let partial = path.with_extension("sqfs.partial");
+    // Unique per download: concurrent installs may fetch the same image; the first rename wins and
+    // the second replaces it with identical bytes.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let partial = path.with_extension(format!(
+        "sqfs.{}-{}{PARTIAL_SUFFIX}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     let signature = decode_signature(&entry.signature).map_err(|source| Error::ImageSignature {
         url: url.clone(),
         source,
@@ -64,6 +82,9 @@ fn download(
         })?;
     let mut hasher = Sha256::new();
     let mut out = File::create(&partial).map_err(Error::io("create", &partial))?;
+    // Held while the download runs, so gc leaves this partial file alone.
+    flock(&out, FlockOperation::LockExclusive)
+        .map_err(|e| Error::io("lock", &partial)(e.into()))?;
     let cleanup = |e: Error| {
         let _ = fs::remove_file(&partial);
         e
