@@ -114,6 +114,10 @@ pub fn sandboxed(
         let t = Instant::now();
         let r = runner.run_command(layers, &[], &spec, b"")?;
         v.push(t.elapsed());
+        if !r.stderr.is_empty() {
+            // PISTON_SANDBOX_TIMINGS=1: the helper's per-step timings.
+            tracing::info!(took = ?t.elapsed(), "{}", r.stderr.replace('\n', "; "));
+        }
         if r.code != Some(0) {
             return Err(RunnerError::InvalidJob(format!(
                 "sandboxed /bin/true failed: {:?} {:?}",

@@ -30,8 +30,9 @@ const REPORT_FD: i32 = 4;
 /// Entry point of the helper binary.
 pub fn helper_main() -> ! {
     let mut input = std::io::BufReader::new(sys::file_from_fd(SPEC_FD));
-    // Part 1 (one line): the cgroup to join. A pre-spawned ("warm") helper joins it and then
-    // waits here for part 2, so the costly v1 migration is off the job's critical path.
+    // Line 1: the cgroup to join. A pre-spawned ("warm") helper joins it and creates the job's
+    // namespaces at once, then its init waits for the spec: the v1 cgroup migration (an RCU
+    // grace period) and the namespace creation are off the job's critical path.
     let mut line = String::new();
     if let Err(e) = std::io::BufRead::read_line(&mut input, &mut line) {
         fail(&format!("read cgroup line: {e}"));
@@ -44,28 +45,7 @@ pub fn helper_main() -> ! {
         Ok(fd) => fd,
         Err(e) => fail(&e),
     };
-    let joined_ns = sys::monotonic_ns();
-    // Part 2 (to EOF): the sandbox spec.
-    let mut spec_raw = Vec::new();
-    if let Err(e) = input.read_to_end(&mut spec_raw) {
-        fail(&format!("read spec: {e}"));
-    }
-    drop(input);
-    if spec_raw.is_empty() {
-        sys::exit_now(0); // the pool was shut down before this helper got a job
-    }
-    let spec: SandboxSpec = match serde_json::from_slice(&spec_raw) {
-        Ok(s) => s,
-        Err(e) => fail(&format!("parse spec: {e}")),
-    };
-    if spec.timings {
-        let _ = writeln!(
-            io::stderr(),
-            "piston-sandbox: spec arrived {} us after the cgroup join",
-            (sys::monotonic_ns() - joined_ns) / 1000
-        );
-    }
-    match outer(&spec, cgroup_fd) {
+    match outer(input, cgroup_fd) {
         Ok(code) => sys::exit_now(code),
         Err(e) => fail(&e),
     }
@@ -102,14 +82,15 @@ fn ctx<T>(what: &str, r: io::Result<T>) -> Result<T, String> {
     r.map_err(|e| format!("{what}: {e}"))
 }
 
-fn outer(spec: &SandboxSpec, cgroup_fd: Option<std::os::fd::OwnedFd>) -> Result<i32, String> {
+type SpecInput = std::io::BufReader<fs::File>;
+
+fn outer(input: SpecInput, cgroup_fd: Option<std::os::fd::OwnedFd>) -> Result<i32, String> {
     let signals = sys::SigSet::forwardable();
     ctx("block signals", signals.block())?;
     sys::umask(0o022);
-
-    mark(spec, "outer start");
-    let flags = (libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
+    // Every namespace but the mount namespace, which init creates when the job arrives (so
+    // that its copy of the host's mount table has the job directory and current layers).
+    let flags = (libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
@@ -120,10 +101,10 @@ fn outer(spec: &SandboxSpec, cgroup_fd: Option<std::os::fd::OwnedFd>) -> Result<
         sys::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())),
     )?;
     if init_pid == 0 {
-        mark(spec, "clone3");
-        init(spec, &signals);
+        init(input, &signals);
     }
     drop(cgroup_fd);
+    drop(input);
     // Only init reports from now on: the report pipe's EOF then comes with init's exit, before
     // the kernel tears the job's mount namespace down (an RCU grace period).
     sys::close(REPORT_FD);
@@ -131,19 +112,12 @@ fn outer(spec: &SandboxSpec, cgroup_fd: Option<std::os::fd::OwnedFd>) -> Result<
     for fd in 0..3 {
         sys::close(fd);
     }
-    // Backstop for the wall clock the library enforces: should the server die mid-job, the
-    // job still ends (the library's own deadline is always earlier).
-    if spec.wall_backstop_s > 0 {
-        sys::alarm(spec.wall_backstop_s.min(u32::MAX as u64) as u32);
-    }
     loop {
-        let (sig, from_kernel) = ctx("sigwaitinfo", signals.wait_info())?;
+        let sig = ctx("sigwaitinfo", signals.wait())?;
         if sig == libc::SIGCHLD {
             if let Some(exit) = ctx("wait init", sys::wait(init_pid, true))? {
                 return Ok(exit.code().unwrap_or(128 + exit.signal().unwrap_or(0)));
             }
-        } else if sig == libc::SIGALRM && from_kernel {
-            let _ = sys::kill(init_pid, libc::SIGKILL);
         } else {
             let _ = sys::kill(init_pid, sig);
         }
@@ -151,31 +125,65 @@ fn outer(spec: &SandboxSpec, cgroup_fd: Option<std::os::fd::OwnedFd>) -> Result<
 }
 
 /// PID 1 of the job. Never returns.
-fn init(spec: &SandboxSpec, signals: &sys::SigSet) -> ! {
+fn init(mut input: SpecInput, signals: &sys::SigSet) -> ! {
     if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
         fail(&format!("pdeathsig: {e}"));
     }
-    if let Err(e) = build_root(spec) {
+    let ready_ns = sys::monotonic_ns();
+    let mut spec_raw = Vec::new();
+    if let Err(e) = input.read_to_end(&mut spec_raw) {
+        fail(&format!("read spec: {e}"));
+    }
+    drop(input);
+    if spec_raw.is_empty() {
+        sys::exit_now(0); // the pool was shut down (or the server died) before a job came
+    }
+    let spec: SandboxSpec = match serde_json::from_slice(&spec_raw) {
+        Ok(s) => s,
+        Err(e) => fail(&format!("parse spec: {e}")),
+    };
+    if spec.timings {
+        let _ = writeln!(
+            io::stderr(),
+            "piston-sandbox: spec arrived {} us after the helper was ready",
+            (sys::monotonic_ns() - ready_ns) / 1000
+        );
+    }
+    // Backstop for the wall clock the library enforces: should the server die mid-job, the
+    // job still ends (the library's own deadline is always earlier).
+    if spec.wall_backstop_s > 0 {
+        sys::alarm(spec.wall_backstop_s.min(u32::MAX as u64) as u32);
+    }
+    mark(&spec, "start");
+    if let Err(e) = sys::unshare(libc::CLONE_NEWNS) {
+        fail(&format!("unshare mount namespace: {e}"));
+    }
+    mark(&spec, "unshare(CLONE_NEWNS)");
+    if let Err(e) = build_root(&spec) {
         fail(&e);
     }
     // The report fd must not survive into the target's exec (it could forge results).
     let _ = sys::set_cloexec(REPORT_FD);
-    mark(spec, "hostname");
+    mark(&spec, "hostname");
     let start = sys::monotonic_ns();
     let target = match sys::fork() {
-        Ok(0) => target(spec),
+        Ok(0) => target(&spec),
         Ok(p) => p,
         Err(e) => fail(&format!("fork target: {e}")),
     };
-    mark(spec, "fork target");
+    mark(&spec, "fork target");
     for fd in 0..3 {
         sys::close(fd);
     }
     loop {
-        let sig = match signals.wait() {
+        let (sig, from_kernel) = match signals.wait_info() {
             Ok(s) => s,
             Err(e) => fail(&format!("sigwaitinfo: {e}")),
         };
+        if sig == libc::SIGALRM && from_kernel {
+            // The backstop: exiting as PID 1 kills the whole job.
+            sys::exit_now(1);
+        }
         if sig != libc::SIGCHLD {
             let _ = sys::kill(target, sig);
             continue;
@@ -219,7 +227,6 @@ fn mark(spec: &SandboxSpec, what: &str) {
 /// Mounts the job's root and pivots into it. Runs as root inside the new mount namespace.
 fn build_root(spec: &SandboxSpec) -> Result<(), String> {
     let ms = |f: libc::c_ulong| f;
-    mark(spec, "start");
     // 1. Nothing we mount may propagate back to the host (and host mounts stop propagating in).
     ctx(
         "make / private",

@@ -10,6 +10,7 @@
 //!   release the uid), in order. [`Janitor::flush`] waits for everything queued so far.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -120,7 +121,8 @@ impl Helper {
 }
 
 struct PoolState {
-    ready: Vec<Helper>,
+    /// Oldest first: the oldest has most likely finished joining its cgroup.
+    ready: VecDeque<Helper>,
     stop: bool,
 }
 
@@ -153,7 +155,7 @@ impl Pool {
             cgroups,
             size,
             state: Mutex::new(PoolState {
-                ready: Vec::new(),
+                ready: VecDeque::new(),
                 stop: false,
             }),
             cv: Condvar::new(),
@@ -175,7 +177,7 @@ impl Pool {
     pub fn get(&self) -> Result<Helper, RunnerError> {
         let warm = {
             let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.ready.pop()
+            st.ready.pop_front()
         };
         self.inner.cv.notify_all();
         match warm {
@@ -204,7 +206,7 @@ fn fill(inner: &PoolInner) {
                     h.discard();
                     return;
                 }
-                st.ready.push(h);
+                st.ready.push_back(h);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not pre-spawn a sandbox helper");

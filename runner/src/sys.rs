@@ -600,3 +600,9 @@ pub(crate) fn alarm(seconds: u32) {
         libc::alarm(seconds);
     }
 }
+
+pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: integer argument only.
+    check(unsafe { libc::unshare(flags) })?;
+    Ok(())
+}
