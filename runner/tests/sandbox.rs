@@ -886,3 +886,33 @@ fn cgroup_v2_clone_into_cgroup() {
     drop(e);
     assert!(!base.exists(), "{} left", base.display());
 }
+
+#[test]
+fn concurrent_jobs_get_distinct_uids_and_their_own_results() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Runner>();
+    let Some(e) = env() else { return };
+    let results: Vec<(usize, runner::StageResult)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                let e = &e;
+                s.spawn(move || {
+                    let mut job = e.job("echo \"$1 $(id -u)\"; sleep 2", limits());
+                    job.args = vec![i.to_string()];
+                    (i, e.runner.run_job(&job).unwrap().run)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut uids = std::collections::BTreeSet::new();
+    for (i, r) in &results {
+        let mut it = r.stdout.split_whitespace();
+        assert_eq!(it.next(), Some(i.to_string().as_str()), "{r:?}");
+        let uid: u32 = it.next().unwrap().parse().unwrap();
+        assert!((UID_MIN..=UID_MAX).contains(&uid));
+        uids.insert(uid);
+    }
+    // All eight overlapped (each holds its uid for 2 s), so all uids differ.
+    assert_eq!(uids.len(), 8, "{results:?}");
+}
