@@ -39,7 +39,7 @@ fn many_long_layers_use_the_new_mount_api() {
     let mut plan = Plan::default();
     plan.trees.insert(tree.clone(), layers);
     let report = reconcile(&SystemMounter, &root, &plan).unwrap();
-    assert_eq!(report.mounted, [tree.clone()]);
+    assert_eq!(report.mounted, std::slice::from_ref(&tree));
     assert_eq!(
         fs::read_to_string(tree.join("shared")).unwrap(),
         "0",
