@@ -786,7 +786,11 @@ fn a_dead_server_leaves_a_job_that_still_ends_and_is_cleaned_up_later() {
             .map(|d| d.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with(&format!("h-{cli_pid}-")))
             .collect();
-        assert!(left.is_empty(), "{left:?}");
+        let procs: Vec<String> = left
+            .iter()
+            .map(|n| fs::read_to_string(base.join(n).join("cgroup.procs")).unwrap_or_default())
+            .collect();
+        assert!(left.is_empty(), "{left:?} {procs:?}");
     }
     drop(runner);
 }
