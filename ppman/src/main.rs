@@ -266,15 +266,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .iter()
                 .map(|p| split_request(p))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            for id in pm.install_many(&requests, repo.as_deref())? {
-                println!("installed {id}");
+            let outcome = pm.install_many(&requests, repo.as_deref())?;
+            for p in &outcome.added {
+                println!("added {} (from {})", p.id, p.repo);
+            }
+            for p in &outcome.roots {
+                println!("installed {}", p.id);
             }
         }
         Command::Uninstall { packages, cascade } => {
             for p in packages {
                 let (name, selector) = split_request(&p)?;
-                for id in pm.uninstall(&name, &selector, cascade)? {
-                    println!("removed {id}");
+                for p in pm.uninstall(&name, &selector, cascade)?.removed {
+                    println!("removed {}", p.id);
                 }
             }
         }

@@ -79,6 +79,8 @@ pub struct RepoInfo {
     pub url: String,
     /// Version of the synced index, if any.
     pub index_version: Option<u64>,
+    /// When the synced index was generated (unix seconds).
+    pub generated: Option<u64>,
     pub packages: usize,
 }
 
@@ -89,6 +91,32 @@ pub struct SyncReport {
     pub version: u64,
     pub previous: Option<u64>,
     pub packages: usize,
+}
+
+/// A package version and the repository it came from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RepoPackage {
+    pub repo: String,
+    pub id: PackageId,
+}
+
+/// What an install did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallOutcome {
+    /// The exact versions the requests resolved to, in request order.
+    pub roots: Vec<RepoPackage>,
+    /// Every package newly installed, dependencies included (empty when all were installed).
+    pub added: Vec<RepoPackage>,
+}
+
+/// What an uninstall did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UninstallOutcome {
+    /// The installed version the request matched.
+    pub package: RepoPackage,
+    /// Every package removed: the package, its dependents with `cascade`, and the dependencies
+    /// nothing needs any more.
+    pub removed: Vec<RepoPackage>,
 }
 
 /// What `gc` removed.
@@ -254,6 +282,7 @@ impl PackageManager {
                     name: r.name.clone(),
                     url: r.url.clone(),
                     index_version: index.map(|i| i.version),
+                    generated: index.map(|i| i.generated),
                     packages: index.map_or(0, |i| i.packages.len()),
                 }
             })
@@ -536,12 +565,13 @@ impl PackageManager {
 
     /// Installs the best match of `name` for `selector` from any repository; returns its version.
     pub fn install(&self, name: &str, selector: &Selector) -> Result<Version> {
-        let ids = self.install_many(&[(name.to_owned(), selector.clone())], None)?;
-        Ok(ids
+        let outcome = self.install_many(&[(name.to_owned(), selector.clone())], None)?;
+        let root = outcome
+            .roots
             .into_iter()
             .next()
-            .expect("one request, one root")
-            .version)
+            .expect("one request, one root");
+        Ok(root.id.version)
     }
 
     /// Resolves `requests` against `state`: the exact roots and the packages to add.
@@ -636,7 +666,7 @@ impl PackageManager {
         &self,
         requests: &[(String, Selector)],
         repo: Option<&str>,
-    ) -> Result<Vec<PackageId>> {
+    ) -> Result<InstallOutcome> {
         // Downloads happen under no lock, so readers (the api listing runtimes) and other
         // installs are not held up for the length of a download; the store is content-addressed
         // and a download only lands once verified, so racing downloads are harmless.
@@ -654,6 +684,28 @@ impl PackageManager {
         self.repair(&state)?;
         let (roots, new) = self.plan_install(&state, requests, repo)?;
         self.fetch_all(&state, &new)?;
+        let repo_of = |id: &PackageId| {
+            new.get(id)
+                .map(|r| r.repo.clone())
+                .or_else(|| state.package(id).map(|r| r.repo.clone()))
+                .unwrap_or_default()
+        };
+        let outcome = InstallOutcome {
+            roots: roots
+                .iter()
+                .map(|id| RepoPackage {
+                    repo: repo_of(id),
+                    id: id.clone(),
+                })
+                .collect(),
+            added: new
+                .values()
+                .map(|r| RepoPackage {
+                    repo: r.repo.clone(),
+                    id: r.id(),
+                })
+                .collect(),
+        };
         let mut next = state.clone();
         next.packages.extend(new.into_values());
         next.roots.extend(roots.iter().cloned());
@@ -665,18 +717,18 @@ impl PackageManager {
         }
         next.save(&self.state_path())?;
         tracing::info!(roots = ?roots.iter().map(ToString::to_string).collect::<Vec<_>>(), "installed");
-        Ok(roots)
+        Ok(outcome)
     }
 
     /// Uninstalls the highest installed version of `name` matching `selector`, and the dependencies
     /// nothing else needs. Refused when another package needs it, unless `cascade` (which removes
-    /// those too). Returns every package removed.
+    /// those too).
     pub fn uninstall(
         &self,
         name: &str,
         selector: &Selector,
         cascade: bool,
-    ) -> Result<Vec<PackageId>> {
+    ) -> Result<UninstallOutcome> {
         let _lock = self.lock(true)?;
         let state = self.load_state()?;
         self.repair(&state)?;
@@ -714,18 +766,26 @@ impl PackageManager {
         next.roots.retain(|r| !doomed.contains(r));
         next.packages.retain(|p| !doomed.contains(&p.id()));
         next.drop_unreachable();
-        let removed: Vec<PackageId> = state
+        let removed: Vec<RepoPackage> = state
             .packages
             .iter()
-            .map(InstalledRecord::id)
-            .filter(|id| next.package(id).is_none())
+            .filter(|p| next.package(&p.id()).is_none())
+            .map(|p| RepoPackage {
+                repo: p.repo.clone(),
+                id: p.id(),
+            })
             .collect();
+        let package = removed
+            .iter()
+            .find(|p| p.id == target)
+            .cloned()
+            .expect("the target is removed");
         next.save(&self.state_path())?;
         // After the commit: detach lazily (jobs using the runtime keep their view) and delete files.
         self.repair(&next)?;
         self.remove_unreferenced_files(&next)?;
-        tracing::info!(removed = ?removed.iter().map(ToString::to_string).collect::<Vec<_>>(), "uninstalled");
-        Ok(removed)
+        tracing::info!(removed = ?removed.iter().map(|p| p.id.to_string()).collect::<Vec<_>>(), "uninstalled");
+        Ok(UninstallOutcome { package, removed })
     }
 
     /// Removes packages no root needs, their mounts, unreferenced images, partial downloads and

@@ -118,7 +118,7 @@ fn install_list_verify_uninstall() {
     ok(&ppman(&data, &["sync", "all"]));
     assert_eq!(
         ok(&ppman(&data, &["install", "lang=3.10"])),
-        "installed lang 3.10.2\n"
+        "added base 1.0.0 (from main)\nadded lang 3.10.2 (from main)\ninstalled lang 3.10.2\n"
     );
     let installed = ok(&ppman(&data, &["list", "--installed"]));
     assert!(

@@ -100,7 +100,7 @@ fn install_read_uninstall(fx: &Fixture, pm: &PackageManager) {
         matches!(&err, Error::HasDependents { dependents, .. } if dependents == &["lang 2.0.0"]),
         "{err}"
     );
-    let removed = pm.uninstall("lang", &sel("*"), false).unwrap();
+    let removed = pm.uninstall("lang", &sel("*"), false).unwrap().removed;
     assert_eq!(
         removed.len(),
         2,
@@ -159,11 +159,19 @@ fn cascade_and_gc_after_reboot() {
     let fx = two_layer_repo();
     let _guard = Guard(fx.dir.path().to_owned());
     let pm = manager(&fx, &format!("file://{}", fx.repo().display()));
-    pm.install_many(
-        &[("base".into(), sel("1.1")), ("lang".into(), sel("*"))],
-        Some("all"),
-    )
-    .unwrap();
+    let outcome = pm
+        .install_many(
+            &[("base".into(), sel("1.1")), ("lang".into(), sel("*"))],
+            Some("all"),
+        )
+        .unwrap();
+    let roots: Vec<String> = outcome
+        .roots
+        .iter()
+        .map(|p| format!("{}/{}", p.repo, p.id))
+        .collect();
+    assert_eq!(roots, ["main/base 1.1.0", "main/lang 2.0.0"]);
+    assert_eq!(outcome.added.len(), 2);
     // "Reboot": every mount is gone; reconcile brings them back, and a second run changes nothing.
     common::force_cleanup(&fx.data());
     let report = pm.reconcile().unwrap();
@@ -181,7 +189,7 @@ fn cascade_and_gc_after_reboot() {
     );
     // A job holding a file keeps reading it while the runtime is uninstalled (lazy unmount).
     let mut held = fs::File::open(lang.tree.join("etc/shared")).unwrap();
-    let removed = pm.uninstall("base", &sel("1.1.0"), true).unwrap();
+    let removed = pm.uninstall("base", &sel("1.1.0"), true).unwrap().removed;
     assert_eq!(removed.len(), 2, "cascade removes lang too: {removed:?}");
     let mut text = String::new();
     held.read_to_string(&mut text).unwrap();
