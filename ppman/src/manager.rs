@@ -390,6 +390,9 @@ impl PackageManager {
     pub fn available(&self, repo: Option<&str>) -> Result<Vec<AvailablePackage>> {
         let _lock = self.lock(false)?;
         let state = self.load_state()?;
+        if state.repos.is_empty() && selected_repo(repo).is_none() {
+            return Ok(Vec::new());
+        }
         let wanted = self.repos_selected(&state, repo)?;
         let installed: BTreeSet<PackageId> =
             state.packages.iter().map(InstalledRecord::id).collect();

@@ -44,6 +44,8 @@ impl Location {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .timeout_connect(Some(Duration::from_secs(15)))
                     .timeout_recv_response(Some(Duration::from_secs(60)))
+                    // A whole image must arrive within an hour; a stalled server does not hang us.
+                    .timeout_recv_body(Some(Duration::from_secs(3600)))
                     .build()
                     .into();
                 let response = agent.get(url).call().map_err(|source| Error::Http {

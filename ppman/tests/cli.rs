@@ -153,3 +153,54 @@ fn install_list_verify_uninstall() {
     ok(&ppman(&data, &["gc"]));
     assert_clean(fx.dir.path());
 }
+
+#[test]
+fn two_processes_install_at_once() {
+    if !privileged("two_processes_install_at_once") {
+        return;
+    }
+    let mut fx = repo_with_packages();
+    fx.add(
+        "other",
+        "1.0.0",
+        &[("base", "*")],
+        &[("etc/other", "other")],
+    );
+    fx.publish();
+    let _guard = Guard(fx.dir.path().to_owned());
+    let data = fx.data();
+    ok(&ppman(
+        &data,
+        &[
+            "repo",
+            "add",
+            "main",
+            fx.repo().to_str().unwrap(),
+            "--key",
+            &fx.public_key(),
+        ],
+    ));
+    ok(&ppman(&data, &["sync"]));
+    let spawn = |pkg: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ppman"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["install", pkg])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("lang"), spawn("other"));
+    ok(&a.wait_with_output().unwrap());
+    ok(&b.wait_with_output().unwrap());
+    let installed = ok(&ppman(&data, &["list", "--installed"]));
+    assert_eq!(installed.lines().count(), 3, "{installed}");
+    assert_eq!(
+        ok(&ppman(&data, &["reconcile"])),
+        "mounted 0, unmounted 0\n"
+    );
+    ok(&ppman(&data, &["uninstall", "lang", "other"]));
+    ok(&ppman(&data, &["gc"]));
+    assert_clean(fx.dir.path());
+}
