@@ -1,4 +1,5 @@
-//! Start-up cost figures: a fully sandboxed `/bin/true` next to a plain spawn of it.
+//! Start-up cost figures: a command (by default `/bin/true`) fully sandboxed, next to a plain
+//! spawn of it and to a bare clone3 with the sandbox's namespaces.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -46,31 +47,37 @@ pub fn stats(samples: &mut [Duration]) -> Stats {
     }
 }
 
-/// `n` plain spawns of `/bin/true` (posix_spawn + wait, no isolation).
-pub fn plain(n: usize) -> std::io::Result<Vec<Duration>> {
+/// `n` plain spawns of `argv` (posix_spawn + wait, no isolation, output discarded).
+pub fn plain(argv: &[String], n: usize) -> std::io::Result<Vec<Duration>> {
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        std::process::Command::new("/bin/true").status()?;
+        std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(std::process::Stdio::null())
+            .status()?;
         v.push(t.elapsed());
     }
     Ok(v)
 }
 
-/// `n` runs of `/bin/true` in a child made by clone3 with the sandbox's namespaces
-/// (mount, PID, network, IPC, UTS, cgroup) and nothing else: the kernel's own namespace cost.
-pub fn namespaces_only(n: usize) -> std::io::Result<Vec<Duration>> {
+/// `n` runs of `argv` in a child made by clone3 with the sandbox's namespaces (mount, PID,
+/// network, IPC, UTS, cgroup) and nothing else: the kernel's own namespace cost.
+pub fn namespaces_only(argv: &[String], n: usize) -> std::io::Result<Vec<Duration>> {
     let flags = (libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP) as u64;
-    let path = c"/bin/true";
+    let argv: Vec<std::ffi::CString> = argv
+        .iter()
+        .map(|a| crate::sys::cstring(a))
+        .collect::<std::io::Result<_>>()?;
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        crate::sys::clone_exec_wait(flags, path)?;
+        crate::sys::clone_exec_wait(flags, &argv)?;
         v.push(t.elapsed());
     }
     Ok(v)
@@ -81,27 +88,33 @@ pub type Series3 = (Vec<Duration>, Vec<Duration>, Vec<Duration>);
 
 /// The three series interleaved sample by sample, so machine load hits them alike:
 /// (plain spawn, namespaces only, full sandbox).
-pub fn compare(runner: &Runner, layers: &[PathBuf], n: usize) -> Result<Series3, RunnerError> {
-    let io = |e| RunnerError::io("run", "/bin/true", e);
+pub fn compare(
+    runner: &Runner,
+    layers: &[PathBuf],
+    argv: &[String],
+    n: usize,
+) -> Result<Series3, RunnerError> {
+    let io = |e| RunnerError::io("run", argv[0].clone(), e);
     let (mut p, mut ns, mut s) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
-        p.extend(plain(1).map_err(io)?);
-        ns.extend(namespaces_only(1).map_err(io)?);
-        s.extend(sandboxed(runner, layers, 1)?);
+        p.extend(plain(argv, 1).map_err(io)?);
+        ns.extend(namespaces_only(argv, 1).map_err(io)?);
+        s.extend(sandboxed(runner, layers, argv, 1)?);
     }
     Ok((p, ns, s))
 }
 
-/// `n` sandboxed runs of `/bin/true`: job tmpfs, cgroup with limits, helper, all namespaces,
+/// `n` sandboxed runs of `argv`: job tmpfs, cgroup with limits, helper, all namespaces,
 /// overlay of `layers`, /proc, /dev, /tmp, /dev/shm, pivot_root, uid drop, seccomp, exec,
 /// reaping and teardown (cgroup removed, tmpfs unmounted).
 pub fn sandboxed(
     runner: &Runner,
     layers: &[PathBuf],
+    argv: &[String],
     n: usize,
 ) -> Result<Vec<Duration>, RunnerError> {
     let spec = ProcessSpec {
-        argv: vec!["/bin/true".into()],
+        argv: argv.to_vec(),
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
         cwd: BOX_DIR.into(),
         limits: Limits {
@@ -120,7 +133,7 @@ pub fn sandboxed(
         }
         if r.code != Some(0) {
             return Err(RunnerError::InvalidJob(format!(
-                "sandboxed /bin/true failed: {:?} {:?}",
+                "sandboxed {argv:?} failed: {:?} {:?}",
                 r.status, r.message
             )));
         }

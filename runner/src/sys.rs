@@ -574,17 +574,22 @@ pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// clone3 with `flags` (fork semantics) whose child only execs `path` (no arguments, empty
-/// environment); waits for it. The benchmark's "kernel namespace cost" baseline.
-pub(crate) fn clone_exec_wait(flags: u64, path: &CStr) -> io::Result<()> {
-    let argv = [path.to_owned()];
-    let argv_p = cstr_ptrs(&argv);
+/// clone3 with `flags` (fork semantics) whose child only execs `argv` (empty environment,
+/// stdout to /dev/null); waits for it. The benchmark's
+/// "kernel namespace cost" baseline.
+pub(crate) fn clone_exec_wait(flags: u64, argv: &[CString]) -> io::Result<()> {
+    let argv_p = cstr_ptrs(argv);
     let env_p: [*mut libc::c_char; 1] = [ptr::null_mut()];
+    let Some(path) = argv.first() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty argv"));
+    };
+    let null = std::fs::File::options().write(true).open("/dev/null")?;
     let pid = clone3(flags, None)?;
     if pid == 0 {
-        // SAFETY: in the child only execve and _exit run (async-signal-safe); the pointers
-        // were prepared before the clone.
+        // SAFETY: in the child only dup2, execve and _exit run (async-signal-safe); the
+        // pointers and the fd were prepared before the clone.
         unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
             libc::execve(path.as_ptr(), argv_p.as_ptr().cast(), env_p.as_ptr().cast());
             libc::_exit(127);
         }

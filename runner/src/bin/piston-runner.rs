@@ -104,12 +104,15 @@ enum Cmd {
         #[arg(last = true, required = true)]
         argv: Vec<String>,
     },
-    /// Sandboxed /bin/true vs a plain spawn of it, side by side.
+    /// A command (default /bin/true) fully sandboxed vs bare namespaces vs a plain spawn.
     Bench {
         #[command(flatten)]
         common: Common,
         #[arg(short, default_value_t = 200)]
         n: usize,
+        /// The command (absolute path; the same path must exist on the host and in the layers).
+        #[arg(last = true)]
+        argv: Vec<String>,
     },
 }
 
@@ -193,11 +196,17 @@ fn run(cli: Cli) -> Result<()> {
             let res = r.run_command(&common.layers, &[], &spec, b"")?;
             println!("{}", serde_json::to_string_pretty(&res)?);
         }
-        Cmd::Bench { common, n } => {
+        Cmd::Bench { common, n, argv } => {
             let r = runner(&common)?;
+            let argv = if argv.is_empty() {
+                vec!["/bin/true".to_string()]
+            } else {
+                argv
+            };
             // Warm-up (page cache, first cgroup creation, helper pool).
-            runner::bench::compare(&r, &common.layers, 5)?;
-            let (mut plain, mut ns, mut sbx) = runner::bench::compare(&r, &common.layers, n)?;
+            runner::bench::compare(&r, &common.layers, &argv, 5)?;
+            let (mut plain, mut ns, mut sbx) =
+                runner::bench::compare(&r, &common.layers, &argv, n)?;
             let p = runner::bench::stats(&mut plain);
             let k = runner::bench::stats(&mut ns);
             let s = runner::bench::stats(&mut sbx);
@@ -209,7 +218,11 @@ fn run(cli: Cli) -> Result<()> {
             );
             println!(
                 "{:<40} {:>8} {:>8} {:>8} {:>8}",
-                "/bin/true", "mean ms", "median", "p95", "min"
+                argv.join(" "),
+                "mean ms",
+                "median",
+                "p95",
+                "min"
             );
             for (name, st) in [
                 ("plain spawn", p),
