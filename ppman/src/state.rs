@@ -202,3 +202,80 @@ impl State {
         .unwrap_or_else(|cycle| cycle.into_iter().collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{BuildFileRef, CachePolicy};
+
+    fn record(name: &str, deps: &[&str]) -> InstalledRecord {
+        let id = |n: &str| PackageId::new(n, Version::new(1, 0, 0));
+        InstalledRecord {
+            repo: "main".into(),
+            entry: IndexEntry {
+                name: name.into(),
+                version: Version::new(1, 0, 0),
+                author: String::new(),
+                description: String::new(),
+                provides: vec![],
+                dependencies: BTreeMap::new(),
+                limit_overrides: BTreeMap::new(),
+                compiled: false,
+                cache: CachePolicy::None,
+                size: 0,
+                sha256: String::new(),
+                url: String::new(),
+                signature: String::new(),
+                build_file: BuildFileRef {
+                    sha256: String::new(),
+                    url: String::new(),
+                },
+            },
+            deps: deps.iter().map(|d| id(d)).collect(),
+        }
+    }
+
+    #[test]
+    fn reachability_decides_what_stays() {
+        let id = |n: &str| PackageId::new(n, Version::new(1, 0, 0));
+        let mut state = State {
+            packages: vec![
+                record("base", &[]),
+                record("node", &["base"]),
+                record("ts", &["node"]),
+                record("py", &["base"]),
+                record("orphan", &["base"]),
+            ],
+            ..State::default()
+        };
+        state.roots.extend([id("ts"), id("py")]);
+        assert_eq!(state.dependents(&id("base")).len(), 3);
+        assert_eq!(state.stack(&id("ts")), [id("ts"), id("node"), id("base")]);
+        assert_eq!(state.drop_unreachable(), [id("orphan")]);
+        state.roots.remove(&id("ts"));
+        let mut dropped = state.drop_unreachable();
+        dropped.sort();
+        assert_eq!(dropped, [id("node"), id("ts")]);
+        assert!(state.package(&id("base")).is_some(), "py still needs base");
+    }
+
+    #[test]
+    fn save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(
+            State::load(&path).unwrap(),
+            State::default(),
+            "missing file is the empty state"
+        );
+        let mut state = State::default();
+        state.packages.push(record("base", &[]));
+        state.save(&path).unwrap();
+        assert_eq!(State::load(&path).unwrap(), state);
+        std::fs::write(&path, b"{\"schema\": 99}").unwrap();
+        assert!(matches!(
+            State::load(&path),
+            Err(Error::StateSchema { found: 99, .. })
+        ));
+    }
+}

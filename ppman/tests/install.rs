@@ -333,6 +333,21 @@ fn refuses_bad_index_signature_rollback_and_expiry() {
     assert_eq!(pm.repos().unwrap()[0].index_version, Some(2));
     fx.publish_as(3, now() + 1000);
     assert_eq!(pm.sync(Some("main")).unwrap()[0].previous, Some(2));
+    // An index that expires after it was synced adds nothing any more.
+    fx.publish_as(4, now() + 2);
+    pm.sync(None).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let err = pm.install("base", &sel("*")).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Index {
+                source: IndexError::Expired { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
