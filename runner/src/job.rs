@@ -702,8 +702,10 @@ impl Program {
         let until = std::time::Instant::now() + timeout;
         loop {
             let left = until.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                p.kill(KillReason::Wall);
+            if left.is_zero() || p.is_finished() {
+                if !p.is_finished() {
+                    p.kill(KillReason::Wall);
+                }
                 return p.wait();
             }
             match p.next_event(Some(left)) {

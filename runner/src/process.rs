@@ -97,6 +97,9 @@ pub struct Process {
     emit: bool,
     events: VecDeque<ProcessEvent>,
     finished: bool,
+    /// The result, kept once built (the exit event may have been consumed already).
+    result: Option<StageResult>,
+    killed_at: Option<Instant>,
     wake_fd: Option<RawFd>,
     cpu_base: CpuUsage,
     janitor: Option<Janitor>,
@@ -185,6 +188,8 @@ impl Process {
             emit,
             events: VecDeque::new(),
             finished: false,
+            result: None,
+            killed_at: None,
             wake_fd: None,
             janitor,
         };
@@ -213,6 +218,11 @@ impl Process {
             sys::set_nonblocking(f.as_raw_fd()).map_err(helper_err)?;
         }
         Ok(proc)
+    }
+
+    /// Whether the process has ended and its result was built.
+    pub fn is_finished(&self) -> bool {
+        self.finished
     }
 
     /// Also wake [`Process::next_event`] when `fd` becomes readable (the caller drains it).
@@ -279,6 +289,7 @@ impl Process {
     pub fn kill(&mut self, reason: KillReason) {
         if self.killed.is_none() {
             self.killed = Some(reason);
+            self.killed_at = Some(Instant::now());
         }
         if !self.helper_reaped {
             let _ = sys::kill(self.helper_pid, libc::SIGKILL);
@@ -291,9 +302,15 @@ impl Process {
     /// Runs to the end, discarding events, and returns the result.
     pub fn wait(mut self) -> StageResult {
         self.emit = false;
+        self.events.retain(|e| matches!(e, ProcessEvent::Exit(_)));
         loop {
             match self.next_event(None) {
                 Ok(Some(ProcessEvent::Exit(r))) => return *r,
+                Ok(None) if self.finished => {
+                    return self.result.clone().unwrap_or_else(|| {
+                        StageResult::internal_error("stage result already taken")
+                    });
+                }
                 Ok(_) => {}
                 Err(e) => {
                     self.kill(KillReason::Wall);
@@ -321,6 +338,7 @@ impl Process {
             if self.stdout.is_none() && self.stderr.is_none() && self.report.is_none() {
                 let r = self.finish();
                 self.finished = true;
+                self.result = Some(r.clone());
                 return Ok(Some(ProcessEvent::Exit(Box::new(r))));
             }
             let now = Instant::now();
@@ -341,6 +359,17 @@ impl Process {
             wait_ms = wait_ms.min(u.saturating_duration_since(now).as_millis() as i64 + 1);
         }
         let running = self.killed.is_none();
+        // Defensive: once killed, every job process dies with its PID namespace and the pipes
+        // close at once; should anything keep them open, stop waiting after a few seconds.
+        if let Some(t) = self.killed_at
+            && t.elapsed() > Duration::from_secs(5)
+        {
+            tracing::warn!("sandbox pipes still open 5 s after the kill; giving up on them");
+            self.stdout = None;
+            self.stderr = None;
+            self.report = None;
+            return Ok(false);
+        }
         if running && self.limits.wall_timeout_ms > 0 {
             let deadline = self.start + Duration::from_millis(self.limits.wall_timeout_ms);
             if now >= deadline {

@@ -596,6 +596,22 @@ fn program_handle_peek_and_read_line() {
     let r = p.close(Duration::from_secs(10));
     assert_eq!(r.code, Some(0), "{r:?}");
     assert_eq!(r.stdout, "hello\nworld\n");
+    // The exit event consumed by read_line, close() still returns the result.
+    let mut spec_echo = spec.clone();
+    spec_echo.argv = vec!["/bin/echo".into(), "once".into()];
+    let mut p = e
+        .runner
+        .start_command(&e.layers(), &[], &spec_echo)
+        .unwrap();
+    assert_eq!(
+        p.read_line(100, Duration::from_secs(10))
+            .unwrap()
+            .as_deref(),
+        Some(&b"once"[..])
+    );
+    assert_eq!(p.read_line(100, Duration::from_secs(10)).unwrap(), None);
+    let r = p.close(Duration::from_secs(10));
+    assert_eq!((r.code, r.stdout.as_str()), (Some(0), "once\n"));
     // A process that does not end is killed by close().
     let mut spec2 = spec;
     spec2.argv = vec!["/bin/sleep".into(), "100".into()];
