@@ -443,58 +443,15 @@ impl PackageManager {
             .collect())
     }
 
-    /// Details of the best match of `name` for `selector`: installed ones first, then the indexes.
+    /// Details of the highest version of `name` matching `selector`, among the synced indexes and
+    /// the installed packages.
     pub fn info(&self, name: &str, selector: &Selector, repo: Option<&str>) -> Result<PackageInfo> {
         let _lock = self.lock(false)?;
         let state = self.load_state()?;
         let indexes = self.indexes(&state)?;
-        let mut candidates: Vec<(String, IndexEntry)> = Vec::new();
-        for (r, index) in &indexes {
-            if selected_repo(repo).is_none_or(|want| want == r) {
-                candidates.extend(
-                    index
-                        .packages
-                        .iter()
-                        .filter(|e| e.name == name)
-                        .map(|e| (r.clone(), e.clone())),
-                );
-            }
-        }
-        for rec in &state.packages {
-            if rec.entry.name == name
-                && selected_repo(repo).is_none_or(|want| want == rec.repo)
-                && !candidates
-                    .iter()
-                    .any(|(_, e)| e.version == rec.entry.version)
-            {
-                candidates.push((rec.repo.clone(), rec.entry.clone()));
-            }
-        }
-        let versions: Vec<&Version> = candidates.iter().map(|(_, e)| &e.version).collect();
-        let best = selector.best(versions.iter().copied()).cloned();
-        let Some(best) = best else {
-            let repo_label = selected_repo(repo).unwrap_or("any repository").to_owned();
-            if candidates.is_empty() {
-                return Err(crate::resolve::ResolveError::UnknownPackage {
-                    name: name.to_owned(),
-                    repo: repo_label,
-                }
-                .into());
-            }
-            let mut vs: Vec<String> = versions.iter().map(ToString::to_string).collect();
-            vs.sort();
-            return Err(crate::resolve::ResolveError::NoMatch {
-                name: name.to_owned(),
-                selector: selector.to_string(),
-                repo: repo_label,
-                available: vs.join(", "),
-            }
-            .into());
-        };
-        let (repo_name, entry) = candidates
-            .into_iter()
-            .find(|(_, e)| e.version == best)
-            .expect("best is a candidate");
+        let catalog = Self::catalog(&state, &indexes);
+        let (repo_name, entry) = catalog.best(name, selector, selected_repo(repo))?;
+        let (repo_name, entry) = (repo_name.to_owned(), entry.clone());
         let id = PackageId::new(entry.name.clone(), entry.version.clone());
         let base = state.repo(&repo_name).map(|r| Location::parse(&r.url));
         let url_of = |rel: &str| {
@@ -511,6 +468,21 @@ impl PackageManager {
             repo: repo_name,
             entry,
         })
+    }
+
+    /// What resolution may pick from: the synced indexes and the installed packages.
+    fn catalog<'s>(state: &'s State, indexes: &'s [(String, Index)]) -> Catalog<'s> {
+        Catalog {
+            repos: indexes
+                .iter()
+                .map(|(n, i)| (n.as_str(), i.packages.as_slice()))
+                .collect(),
+            installed: state
+                .packages
+                .iter()
+                .map(|r| (r.id(), (r.repo.as_str(), &r.entry, r.deps.as_slice())))
+                .collect(),
+        }
     }
 
     // ---- changes ------------------------------------------------------------------------------
@@ -601,17 +573,7 @@ impl PackageManager {
         {
             return Err(Error::NotSynced(unsynced.name.clone()));
         }
-        let catalog = Catalog {
-            repos: indexes
-                .iter()
-                .map(|(n, i)| (n.as_str(), i.packages.as_slice()))
-                .collect(),
-            installed: state
-                .packages
-                .iter()
-                .map(|r| (r.id(), (r.repo.as_str(), &r.entry, r.deps.as_slice())))
-                .collect(),
-        };
+        let catalog = Self::catalog(state, &indexes);
         // Resolve everything first.
         let mut roots = Vec::new();
         let mut new: BTreeMap<PackageId, InstalledRecord> = BTreeMap::new();

@@ -136,48 +136,64 @@ impl<'a> Catalog<'a> {
         out
     }
 
-    /// Resolves `name` matching `selector`, in `repo` or (None) every repository.
+    /// The highest version of `name` matching `selector`, in `repo` or (None) every repository,
+    /// installed packages included (also those of repositories no longer synced).
+    pub fn best(
+        &self,
+        name: &str,
+        selector: &Selector,
+        repo: Option<&str>,
+    ) -> Result<(&'a str, &'a IndexEntry), ResolveError> {
+        let wanted = |r: &str| repo.is_none_or(|want| want == r);
+        let mut found: Vec<(&'a str, &'a IndexEntry)> = Vec::new();
+        for (r, _) in self.repos.iter().filter(|(r, _)| wanted(r)) {
+            found.extend(self.candidates(r, name).into_iter().map(|e| (*r, e)));
+        }
+        for (id, (r, entry, _)) in &self.installed {
+            if id.name == name && wanted(r) && !self.repos.iter().any(|(known, _)| known == r) {
+                found.push((*r, *entry));
+            }
+        }
+        let repo_label = repo.unwrap_or("any repository").to_owned();
+        if found.is_empty() {
+            return Err(ResolveError::UnknownPackage {
+                name: name.to_owned(),
+                repo: repo_label,
+            });
+        }
+        // Highest precedence wins; on a tie the earlier repository wins.
+        let best = found
+            .iter()
+            .filter(|(_, e)| selector.matches(&e.version))
+            .fold(
+                None::<(&'a str, &'a IndexEntry)>,
+                |best, &(r, e)| match best {
+                    Some((_, b)) if !e.version.cmp_precedence(&b.version).is_gt() => best,
+                    _ => Some((r, e)),
+                },
+            );
+        best.ok_or_else(|| {
+            let mut versions: Vec<&Version> = found.iter().map(|(_, e)| &e.version).collect();
+            versions.sort();
+            versions.dedup();
+            ResolveError::NoMatch {
+                name: name.to_owned(),
+                selector: selector.to_string(),
+                repo: repo_label,
+                available: list_versions(&versions),
+            }
+        })
+    }
+
+    /// Resolves `name` matching `selector`, in `repo` or (None) every repository, with its whole
+    /// dependency closure.
     pub fn resolve(
         &self,
         name: &str,
         selector: &Selector,
         repo: Option<&str>,
     ) -> Result<Resolution, ResolveError> {
-        let repo_label = repo.unwrap_or("any repository").to_owned();
-        let mut best: Option<(&'a str, &'a IndexEntry)> = None;
-        let mut all_versions = Vec::new();
-        let mut any = false;
-        for (r, _) in self
-            .repos
-            .iter()
-            .filter(|(r, _)| repo.is_none_or(|want| want == *r))
-        {
-            for e in self.candidates(r, name) {
-                any = true;
-                all_versions.push(&e.version);
-                if selector.matches(&e.version)
-                    && best.is_none_or(|(_, b)| e.version.cmp_precedence(&b.version).is_gt())
-                {
-                    best = Some((r, e));
-                }
-            }
-        }
-        if !any {
-            return Err(ResolveError::UnknownPackage {
-                name: name.to_owned(),
-                repo: repo_label,
-            });
-        }
-        let Some((root_repo, root)) = best else {
-            all_versions.sort();
-            all_versions.dedup();
-            return Err(ResolveError::NoMatch {
-                name: name.to_owned(),
-                selector: selector.to_string(),
-                repo: repo_label,
-                available: list_versions(&all_versions),
-            });
-        };
+        let (root_repo, root) = self.best(name, selector, repo)?;
         self.closure(root_repo, root)
     }
 

@@ -484,44 +484,45 @@ fn refuses_bad_image_signature() {
     );
 }
 
+/// Serves the image of base 1.1.0 changed by `change` (the index still lists the original).
+fn expect_served_image_refusal(change: impl FnOnce(&mut Vec<u8>), check: impl FnOnce(&Error)) {
+    let mut fx = two_layer_repo();
+    let url = fx
+        .entries
+        .iter()
+        .find(|e| e.version.to_string() == "1.1.0")
+        .unwrap()
+        .url
+        .clone();
+    let mut body = fs::read(fx.repo().join(&url)).unwrap();
+    change(&mut body);
+    expect_image_refusal(
+        &mut fx,
+        |_, server| {
+            server.overrides.lock().unwrap().insert(url, body);
+        },
+        check,
+    );
+}
+
 #[test]
 fn refuses_oversize_and_tampered_image() {
     if !can_build("refuses_oversize_and_tampered_image") {
         return;
     }
-    let mut fx = two_layer_repo();
-    let url = fx
-        .entries
-        .iter()
-        .find(|e| e.version.to_string() == "1.1.0")
-        .unwrap()
-        .url
-        .clone();
-    let mut body = fs::read(fx.repo().join(&url)).unwrap();
-    body.extend(std::iter::repeat_n(0u8, 1 << 20));
-    expect_image_refusal(
-        &mut fx,
-        |_, server| {
-            server.overrides.lock().unwrap().insert(url, body);
-        },
+    // A server sending more than declared is cut off.
+    expect_served_image_refusal(
+        |body| body.extend(std::iter::repeat_n(0u8, 1 << 20)),
         |e| assert!(matches!(e, Error::Oversize { .. }), "{e}"),
     );
     // Same size, one bit flipped in transit.
-    let mut fx = two_layer_repo();
-    let url = fx
-        .entries
-        .iter()
-        .find(|e| e.version.to_string() == "1.1.0")
-        .unwrap()
-        .url
-        .clone();
-    let mut body = fs::read(fx.repo().join(&url)).unwrap();
-    body[100] ^= 1;
-    expect_image_refusal(
-        &mut fx,
-        |_, server| {
-            server.overrides.lock().unwrap().insert(url, body);
-        },
+    expect_served_image_refusal(
+        |body| body[100] ^= 1,
         |e| assert!(matches!(e, Error::Digest { .. }), "{e}"),
+    );
+    // Cut short.
+    expect_served_image_refusal(
+        |body| body.truncate(body.len() / 2),
+        |e| assert!(matches!(e, Error::Size { .. }), "{e}"),
     );
 }
