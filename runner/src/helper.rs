@@ -255,13 +255,18 @@ fn build_root(spec: &SandboxSpec) -> Result<(), String> {
             Some(&opts),
         ),
     )?;
+    // Mount points must be real directories: a mount target follows symlinks, and we are
+    // still root with the host's tree reachable. (The merged root directory belongs to root,
+    // so a job cannot replace these, but a carelessly built layer could ship a symlink.)
     for d in ["proc", "dev", "tmp"] {
         let p = format!("{root}/{d}");
-        if fs::symlink_metadata(&p).is_err() {
-            ctx(
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("/{d} in the layers is not a directory")),
+            Err(_) => ctx(
                 &format!("mkdir {p}"),
                 fs::DirBuilder::new().mode(0o755).create(&p),
-            )?;
+            )?,
         }
     }
     mark(spec, "overlay");

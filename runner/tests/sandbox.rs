@@ -938,3 +938,18 @@ fn concurrent_jobs_get_distinct_uids_and_their_own_results() {
     // All eight overlapped (each holds its uid for 2 s), so all uids differ.
     assert_eq!(uids.len(), 8, "{results:?}");
 }
+
+#[test]
+fn a_layer_with_a_symlinked_mount_point_is_refused() {
+    let Some(e) = env() else { return };
+    std::os::unix::fs::symlink("/etc", e.layer.path().join("tmp")).unwrap();
+    let r = e.bash("echo should-not-run", limits());
+    assert_eq!(r.status, Some(Status::XX), "{r:?}");
+    assert!(
+        r.message
+            .as_deref()
+            .is_some_and(|m| m.contains("/tmp in the layers is not a directory")),
+        "{r:?}"
+    );
+    assert!(r.stdout.is_empty());
+}
