@@ -2,13 +2,17 @@
 //!
 //! It receives a runtime's mounted read-only layers (from ppman), the submitted files and the
 //! limits, and returns Piston-compatible results. It knows nothing about packages or HTTP.
+//! Synchronous; threads inside (a helper pool filler and a teardown janitor per [`Runner`]).
 //!
-//! * [`Runner`] — set-up (cgroups, uid pool, helper), [`Runner::run_job`], [`Runner::start_job`].
-//! * [`process`] — one sandboxed process: spawning the `piston-sandbox` helper, output caps,
-//!   wall/CPU limits, live figures; [`Program`] is its interactive face.
-//! * [`cgroup`] — cgroup v1/v2 detection and job cgroups.
-//! * `helper` — what runs inside the helper binary: namespaces, mounts, privileges, exec.
-//! * [`seccomp`] — the deny list.
+//! * [`Runner`] — set-up (cgroups, uid pool, helper pool), [`Runner::run_job`] (compile then
+//!   run), [`Runner::start_job`] (interactive [`JobHandle`] with [`Event`]s),
+//!   [`Runner::run_command`] / [`Runner::start_command`] (a raw argv; [`Program`] is seed 004's
+//!   Process: write, read_line, peek, close).
+//! * [`process`] — one sandboxed process: output caps, wall/CPU limits, live figures.
+//! * [`cgroup`] — cgroup v1/v2 detection and job cgroups (host roots are parameters).
+//! * `helper` — what runs inside the `piston-sandbox` binary: namespaces, mounts, privileges,
+//!   exec; `pool` — pre-spawned helpers and background teardown; `sys` — the only `unsafe`.
+//! * [`seccomp`] — the deny list. [`bench`] — start-up cost figures.
 //!
 //! `docs/sandbox.md` lists every isolation step in the order it happens.
 
