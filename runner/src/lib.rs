@@ -12,7 +12,7 @@
 //! * [`cgroup`] — cgroup v1/v2 detection and job cgroups (host roots are parameters).
 //! * `helper` — what runs inside the `piston-sandbox` binary: namespaces, mounts, privileges,
 //!   exec; `pool` — pre-spawned helpers and background teardown; `sys` — the only `unsafe`.
-//! * [`seccomp`] — the deny list. [`bench`] — start-up cost figures.
+//! * [`seccomp`] — the deny list. [`mod@bench`] — start-up cost figures.
 //!
 //! `docs/sandbox.md` lists every isolation step in the order it happens.
 

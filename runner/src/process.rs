@@ -2,7 +2,7 @@
 //! caps, enforcing wall and CPU time, and turning what happened into a [`StageResult`].
 //!
 //! The library never forks: it posix_spawns the small `piston-sandbox` helper (vfork-style, no
-//! page-table copy of the server), hands it a [`SandboxSpec`] on fd 3 and reads its one-line
+//! page-table copy of the server), hands it a `SandboxSpec` on fd 3 and reads its one-line
 //! report on fd 4. All monitoring happens here, in the caller's thread, around `poll(2)`.
 
 use std::collections::VecDeque;
@@ -22,7 +22,7 @@ use crate::types::{KillReason, Limits, StageResult, Verdict, classify};
 /// The command to run in a sandbox.
 #[derive(Debug, Clone)]
 pub struct ProcessSpec {
-    /// argv; argv[0] is an absolute path inside the sandbox.
+    /// argv; `argv[0]` is an absolute path inside the sandbox.
     pub argv: Vec<String>,
     /// The complete environment.
     pub env: Vec<(String, String)>,
