@@ -323,6 +323,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 r.mounted.len(),
                 r.unmounted.len()
             );
+            for f in &r.failed {
+                println!(
+                    "cannot mount {} on {}: {}",
+                    f.what,
+                    f.target.display(),
+                    f.error
+                );
+            }
+            if let Some(first) = r.failed.first() {
+                return Err(anyhow::Error::new(first.to_error())
+                    .context(format!("{} mounts could not be made", r.failed.len())));
+            }
         }
     }
     Ok(())

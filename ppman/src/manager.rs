@@ -519,6 +519,8 @@ impl PackageManager {
         plan
     }
 
+    /// Makes the mounts match `state`. Mounts that fail are logged and reported; the command goes
+    /// on (a broken image must not block its own uninstall), except where the caller needs them.
     fn repair(&self, state: &State) -> Result<ReconcileReport> {
         let report = mounts::reconcile(self.mounter.as_ref(), &self.root, &self.plan(state))?;
         if !report.is_empty() {
@@ -676,7 +678,23 @@ impl PackageManager {
         next.roots.extend(roots.iter().cloned());
         // Mount first (derived state; a crash here leaves strays that the next command removes),
         // then commit.
-        if let Err(e) = self.repair(&next) {
+        // The new packages' mounts must all work; otherwise nothing is committed.
+        let failure = match self.repair(&next) {
+            Ok(report) => report
+                .failed
+                .iter()
+                .find(|f| {
+                    outcome.added.iter().any(|p| {
+                        f.target == self.tree_mount(&p.id)
+                            || next
+                                .package(&p.id)
+                                .is_some_and(|r| f.target == self.image_mount(&r.entry.sha256))
+                    })
+                })
+                .map(mounts::MountFailure::to_error),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = failure {
             let _ = self.repair(&state);
             return Err(e);
         }

@@ -218,16 +218,38 @@ pub struct Plan {
     pub trees: BTreeMap<PathBuf, Vec<PathBuf>>,
 }
 
-/// What [`reconcile`] changed.
+/// What [`reconcile`] changed, and what it could not mount.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
     pub mounted: Vec<PathBuf>,
     pub unmounted: Vec<PathBuf>,
+    pub failed: Vec<MountFailure>,
+}
+
+/// A mount [`reconcile`] could not make; the others were made anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountFailure {
+    pub target: PathBuf,
+    /// The image, or the overlay options.
+    pub what: String,
+    pub error: String,
+}
+
+impl MountFailure {
+    /// As an [`Error::Mount`].
+    pub fn to_error(&self) -> Error {
+        Error::Mount {
+            what: self.what.clone(),
+            target: self.target.clone(),
+            source: std::io::Error::other(self.error.clone()),
+        }
+    }
 }
 
 impl ReconcileReport {
+    /// Nothing changed and nothing failed.
     pub fn is_empty(&self) -> bool {
-        self.mounted.is_empty() && self.unmounted.is_empty()
+        self.mounted.is_empty() && self.unmounted.is_empty() && self.failed.is_empty()
     }
 }
 
@@ -268,7 +290,8 @@ fn lowerdir_plus_matches(options: &str, lowers: &[PathBuf]) -> bool {
 }
 
 /// Makes the mounts under `root/m` and `root/t` exactly those of `plan`. Idempotent: a second call
-/// with the same plan changes nothing. Stray or wrong mounts are detached lazily, so processes still
+/// with the same plan changes nothing. A mount that cannot be made (say, a missing image) is
+/// listed in [`ReconcileReport::failed`] and the rest goes on. Stray or wrong mounts are detached lazily, so processes still
 /// reading an uninstalled runtime keep their view until they let go.
 pub fn reconcile(mounter: &dyn Mounter, root: &Path, plan: &Plan) -> Result<ReconcileReport> {
     let images_dir = root.join(IMAGE_MOUNTS);
@@ -309,14 +332,18 @@ pub fn reconcile(mounter: &dyn Mounter, root: &Path, plan: &Plan) -> Result<Reco
             continue;
         }
         detach_all(target, group.len(), &mut report)?;
-        std::fs::create_dir_all(target).map_err(Error::io("create mount point", target))?;
-        mounter
-            .mount_image(image, target)
-            .map_err(|source| Error::Mount {
-                what: image.display().to_string(),
+        let mounted =
+            std::fs::create_dir_all(target).and_then(|()| mounter.mount_image(image, target));
+        if let Err(e) = mounted {
+            // One broken image must not keep the others (or its own uninstall) from working.
+            tracing::warn!(image = %image.display(), target = %target.display(), error = %e, "cannot mount image");
+            report.failed.push(MountFailure {
                 target: target.clone(),
-                source,
-            })?;
+                what: image.display().to_string(),
+                error: e.to_string(),
+            });
+            continue;
+        }
         tracing::debug!(image = %image.display(), target = %target.display(), "mounted image");
         report.mounted.push(target.clone());
         remounted.insert(target.clone());
@@ -327,14 +354,28 @@ pub fn reconcile(mounter: &dyn Mounter, root: &Path, plan: &Plan) -> Result<Reco
             continue;
         }
         detach_all(target, group.len(), &mut report)?;
-        std::fs::create_dir_all(target).map_err(Error::io("create mount point", target))?;
-        mounter
-            .mount_tree(lowers, target)
-            .map_err(|source| Error::Mount {
-                what: overlay_options(lowers),
+        let broken: Vec<&MountFailure> = report
+            .failed
+            .iter()
+            .filter(|f| lowers.contains(&f.target))
+            .collect();
+        let mounted = if let Some(first) = broken.first() {
+            Err(std::io::Error::other(format!(
+                "layer {} is not mounted",
+                first.target.display()
+            )))
+        } else {
+            std::fs::create_dir_all(target).and_then(|()| mounter.mount_tree(lowers, target))
+        };
+        if let Err(e) = mounted {
+            tracing::warn!(target = %target.display(), error = %e, "cannot mount tree");
+            report.failed.push(MountFailure {
                 target: target.clone(),
-                source,
-            })?;
+                what: overlay_options(lowers),
+                error: e.to_string(),
+            });
+            continue;
+        }
         tracing::debug!(target = %target.display(), layers = lowers.len(), "mounted tree");
         report.mounted.push(target.clone());
     }
@@ -474,6 +515,36 @@ mod tests {
         // Nothing wanted: everything goes.
         reconcile(&fake, root, &Plan::default()).unwrap();
         assert!(fake.table.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_broken_image_does_not_stop_the_rest() {
+        struct Failing(Fake);
+        impl Mounter for Failing {
+            fn mount_image(&self, image: &Path, target: &Path) -> io::Result<()> {
+                if image.ends_with("bbb.sqfs") {
+                    return Err(io::Error::other("EIO"));
+                }
+                self.0.mount_image(image, target)
+            }
+            fn mount_tree(&self, lowers: &[PathBuf], target: &Path) -> io::Result<()> {
+                self.0.mount_tree(lowers, target)
+            }
+            fn unmount(&self, target: &Path) -> io::Result<()> {
+                self.0.unmount(target)
+            }
+            fn mounts(&self) -> io::Result<Vec<MountEntry>> {
+                self.0.mounts()
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let failing = Failing(Fake::default());
+        let report = reconcile(&failing, root, &plan(root)).unwrap();
+        assert_eq!(report.mounted, [root.join("m/aaa")]);
+        let failed: Vec<&Path> = report.failed.iter().map(|f| f.target.as_path()).collect();
+        assert_eq!(failed, [root.join("m/bbb"), root.join("t/py@3.11.2")]);
+        assert!(matches!(report.failed[0].to_error(), Error::Mount { .. }));
     }
 
     #[test]

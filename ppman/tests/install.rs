@@ -526,3 +526,45 @@ fn refuses_oversize_and_tampered_image() {
         |e| assert!(matches!(e, Error::Size { .. }), "{e}"),
     );
 }
+
+#[test]
+fn a_missing_image_is_reported_and_can_be_uninstalled() {
+    if !privileged("a_missing_image_is_reported_and_can_be_uninstalled") {
+        return;
+    }
+    let fx = two_layer_repo();
+    let _guard = Guard(fx.dir.path().to_owned());
+    let pm = manager(&fx, &fx.repo().to_string_lossy());
+    pm.install("lang", &sel("*")).unwrap();
+    // After a reboot, the base image is gone from the store.
+    common::force_cleanup(&fx.data());
+    let base = pm
+        .installed()
+        .unwrap()
+        .into_iter()
+        .find(|p| p.entry.name == "base")
+        .unwrap();
+    fs::remove_file(
+        fx.data()
+            .join(format!("ppman/images/{}.sqfs", base.entry.sha256)),
+    )
+    .unwrap();
+    let report = pm.reconcile().unwrap();
+    assert_eq!(
+        report.mounted.len(),
+        1,
+        "lang's own image still mounts: {report:?}"
+    );
+    assert_eq!(
+        report.failed.len(),
+        3,
+        "base's image and both trees: {report:?}"
+    );
+    let problems = pm.verify().unwrap();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].actual, None, "missing");
+    let removed = pm.uninstall("lang", &sel("*"), false).unwrap().removed;
+    assert_eq!(removed.len(), 2);
+    pm.gc().unwrap();
+    assert_clean(fx.dir.path());
+}
