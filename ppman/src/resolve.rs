@@ -221,7 +221,7 @@ impl<'a> Catalog<'a> {
         learnt: &BTreeMap<String, Vec<(Selector, Vec<PackageId>)>>,
     ) -> Result<Attempt, ResolveError> {
         let root_id = PackageId::new(root.name.clone(), root.version.clone());
-        // name -> (chosen entry, the selectors seen with the chain that asked)
+        // name -> the version chosen; name -> every selector seen, with the chain that asked.
         let mut chosen: BTreeMap<String, &'a IndexEntry> = BTreeMap::new();
         let mut wanted: BTreeMap<String, Vec<(Selector, Vec<PackageId>)>> = learnt.clone();
         let mut deps_of: BTreeMap<PackageId, Vec<PackageId>> = BTreeMap::new();
