@@ -113,11 +113,15 @@ fn outer(input: SpecInput, cgroup_fd: Option<std::os::fd::OwnedFd>) -> Result<i3
         sys::close(fd);
     }
     loop {
-        let sig = ctx("sigwaitinfo", signals.wait())?;
+        let (sig, _, queued) = ctx("sigwaitinfo", signals.wait_info())?;
         if sig == libc::SIGCHLD {
             if let Some(exit) = ctx("wait init", sys::wait(init_pid, true))? {
                 return Ok(exit.code().unwrap_or(128 + exit.signal().unwrap_or(0)));
             }
+        } else if sig == sys::KILL_REQUEST_SIGNAL && queued == Some(sys::KILL_REQUEST) {
+            // The library ends the job: SIGKILL to PID 1 takes the whole namespace down, and
+            // we reap init ourselves (killing us instead would orphan it to the host's PID 1).
+            let _ = sys::kill(init_pid, libc::SIGKILL);
         } else {
             let _ = sys::kill(init_pid, sig);
         }
@@ -176,7 +180,7 @@ fn init(mut input: SpecInput, signals: &sys::SigSet) -> ! {
         sys::close(fd);
     }
     loop {
-        let (sig, from_kernel) = match signals.wait_info() {
+        let (sig, from_kernel, _) = match signals.wait_info() {
             Ok(s) => s,
             Err(e) => fail(&format!("sigwaitinfo: {e}")),
         };

@@ -111,12 +111,16 @@ impl Helper {
         }
     }
 
-    /// Stops an unused helper and removes its cgroup.
+    /// Stops an unused helper and removes its cgroup. Closing the spec pipe makes its init
+    /// exit and the outer helper reap it, so nothing is orphaned.
     fn discard(self) {
-        let _ = sys::kill(self.pid, libc::SIGKILL);
-        let _ = sys::wait(self.pid, false);
-        self.cgroup.kill_all();
-        let _ = self.cgroup.remove();
+        let Helper {
+            pid, spec, cgroup, ..
+        } = self;
+        drop(spec);
+        sys::reap_within(pid, std::time::Duration::from_secs(2));
+        cgroup.kill_all();
+        let _ = cgroup.remove();
     }
 }
 

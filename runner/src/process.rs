@@ -251,7 +251,8 @@ impl Process {
             return Ok(());
         }
         if sig == libc::SIGKILL {
-            return sys::kill(self.helper_pid, libc::SIGKILL);
+            // Through the helper, which reaps the job's init (see `kill`).
+            return sys::sigqueue(self.helper_pid, sys::KILL_REQUEST_SIGNAL, sys::KILL_REQUEST);
         }
         sys::kill(self.helper_pid, sig)
     }
@@ -285,17 +286,16 @@ impl Process {
         u
     }
 
-    /// Kills the whole sandbox (the helper; its init dies with it and takes the PID namespace).
+    /// Kills the whole sandbox: the outer helper is asked to SIGKILL the job's init (the PID
+    /// namespace dies with it) and then exits; should it not, it is SIGKILLed after a second
+    /// (init follows by its parent-death signal).
     pub fn kill(&mut self, reason: KillReason) {
         if self.killed.is_none() {
             self.killed = Some(reason);
             self.killed_at = Some(Instant::now());
         }
         if !self.helper_reaped {
-            let _ = sys::kill(self.helper_pid, libc::SIGKILL);
-        }
-        if let Some(cg) = &self.cgroup {
-            cg.kill_all();
+            let _ = sys::sigqueue(self.helper_pid, sys::KILL_REQUEST_SIGNAL, sys::KILL_REQUEST);
         }
     }
 
@@ -359,6 +359,13 @@ impl Process {
             wait_ms = wait_ms.min(u.saturating_duration_since(now).as_millis() as i64 + 1);
         }
         let running = self.killed.is_none();
+        // A kill request the helper did not act on within a second: SIGKILL it.
+        if let Some(t) = self.killed_at
+            && !self.helper_reaped
+            && t.elapsed() > Duration::from_secs(1)
+        {
+            let _ = sys::kill(self.helper_pid, libc::SIGKILL);
+        }
         // Defensive: once killed, every job process dies with its PID namespace and the pipes
         // close at once; should anything keep them open, stop waiting after a few seconds.
         if let Some(t) = self.killed_at
@@ -622,8 +629,10 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         if !self.finished {
-            self.kill(KillReason::Wall);
-            self.reap_helper();
+            if !self.helper_reaped {
+                sys::stop_helper(self.helper_pid, Duration::from_secs(2));
+                self.helper_reaped = true;
+            }
             if let Some(cg) = self.cgroup.take() {
                 cg.kill_all();
                 let _ = cg.remove();

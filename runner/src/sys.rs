@@ -462,9 +462,9 @@ impl SigSet {
         Ok(())
     }
 
-    /// Waits for one signal of the set; returns its number and whether the kernel (not a
-    /// process) sent it (`si_code > 0`, e.g. an expired `alarm`).
-    pub fn wait_info(&self) -> io::Result<(libc::c_int, bool)> {
+    /// Waits for one signal of the set: its number, whether the kernel (not a process) sent it
+    /// (`si_code > 0`, e.g. an expired `alarm`), and the value if it was sent with `sigqueue`.
+    pub fn wait_info(&self) -> io::Result<(libc::c_int, bool, Option<usize>)> {
         loop {
             // SAFETY: siginfo is plain data filled by the kernel.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -477,25 +477,10 @@ impl SigSet {
                 }
                 return Err(e);
             }
-            return Ok((r, info.si_code > 0));
-        }
-    }
-
-    /// Waits for one signal of the set; returns its number.
-    pub fn wait(&self) -> io::Result<libc::c_int> {
-        loop {
-            // SAFETY: siginfo is plain data filled by the kernel.
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            // SAFETY: valid pointers.
-            let r = unsafe { libc::sigwaitinfo(&self.0, &mut info) };
-            if r == -1 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            return Ok(r);
+            let queued = (info.si_code == libc::SI_QUEUE)
+                // SAFETY: for SI_QUEUE the kernel filled si_value.
+                .then(|| unsafe { info.si_value() }.sival_ptr as usize);
+            return Ok((r, info.si_code > 0, queued));
         }
     }
 }
@@ -610,4 +595,42 @@ pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
     // SAFETY: integer argument only.
     check(unsafe { libc::unshare(flags) })?;
     Ok(())
+}
+
+/// sigqueue: a signal carrying a value (told apart from plain `kill`s by `si_code`).
+pub(crate) fn sigqueue(pid: Pid, sig: libc::c_int, value: usize) -> io::Result<()> {
+    let v = libc::sigval {
+        sival_ptr: value as *mut libc::c_void,
+    };
+    // SAFETY: integer arguments and a plain-data union.
+    check(unsafe { libc::sigqueue(pid, sig, v) })?;
+    Ok(())
+}
+
+/// The value that marks a "kill the job" request to the outer helper.
+pub(crate) const KILL_REQUEST: usize = 0x5049_5354; // "PIST"
+/// The signal that carries it.
+pub(crate) const KILL_REQUEST_SIGNAL: libc::c_int = libc::SIGTERM;
+
+/// Ends a helper without orphaning its init: asks it (the outer helper SIGKILLs init, reaps it
+/// and exits), waits up to `grace`, then SIGKILLs it. Reaps the helper.
+pub(crate) fn stop_helper(pid: Pid, grace: std::time::Duration) {
+    let _ = sigqueue(pid, KILL_REQUEST_SIGNAL, KILL_REQUEST);
+    reap_within(pid, grace);
+}
+
+/// Waits for `pid` up to `grace`, then SIGKILLs and reaps it.
+pub(crate) fn reap_within(pid: Pid, grace: std::time::Duration) {
+    let until = std::time::Instant::now() + grace;
+    loop {
+        match wait(pid, true) {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if std::time::Instant::now() >= until => {
+                let _ = kill(pid, libc::SIGKILL);
+                let _ = wait(pid, false);
+                return;
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_micros(500)),
+        }
+    }
 }
