@@ -868,3 +868,38 @@ impl PackageManager {
         Ok(problems)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shareable_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<PackageManager>();
+    }
+
+    #[test]
+    fn repository_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let pm = PackageManager::open(dir.path()).unwrap();
+        assert!(matches!(
+            pm.repo_add("all", "/x", "k"),
+            Err(Error::RepoName(_))
+        ));
+        assert!(matches!(
+            pm.repo_add("Bad Name", "/x", "k"),
+            Err(Error::RepoName(_))
+        ));
+        assert!(matches!(
+            pm.repo_add("ok", "/x", "not a key"),
+            Err(Error::Key { .. })
+        ));
+        assert!(
+            pm.available(None).unwrap().is_empty(),
+            "no repositories, nothing available"
+        );
+        assert!(matches!(pm.sync(None), Err(Error::NoRepos)));
+        assert!(matches!(pm.sync(Some("nope")), Err(Error::UnknownRepo(_))));
+    }
+}

@@ -28,6 +28,24 @@ fn snapshot(pm: &PackageManager) -> (BTreeSet<PackageId>, BTreeSet<PackageId>) {
     )
 }
 
+/// Whether a live (non-zombie) process of process group `pgid` remains.
+fn group_alive(pgid: i32) -> bool {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // pid (comm) state ppid pgrp …; comm may hold spaces, so split after the last ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+    })
+}
+
 /// xorshift; the seed is printed so a failure can be replayed.
 struct Rng(u64);
 impl Rng {
@@ -110,8 +128,16 @@ fn kill9_during_install_and_uninstall() {
         let mut child = ppman(&data, &args).process_group(0).spawn().unwrap();
         let delay = Duration::from_micros(rng.next() % (span.as_micros() as u64 * 5 / 4 + 1));
         std::thread::sleep(delay);
-        let _ = kill_process_group(Pid::from_child(&child), Signal::KILL);
+        let pgid = Pid::from_child(&child);
+        let _ = kill_process_group(pgid, Signal::KILL);
         child.wait().unwrap();
+        // A `mount` child in the middle of its system call finishes it before it dies; it is
+        // not our child, so wait for the whole group to be gone (a later command would find
+        // and repair its mount anyway, but the checks below would race with it).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group_alive(pgid.as_raw_pid()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let now = snapshot(&pm);
         if &now == after {
             saw_next += 1;
