@@ -1,0 +1,3 @@
+input=$(cat)
+parts=(O K)
+print -r -- "${(j::)parts}"
