@@ -1,0 +1,716 @@
+//! Server configuration: one path, `defaults < TOML file < PISTON_* environment < command line`.
+//!
+//! Every option has one name used everywhere: `run_timeout` in the TOML file, `PISTON_RUN_TIMEOUT` in
+//! the environment, `--set run_timeout=…` on the command line. Values from every source go through
+//! the same parser, so an invalid value is refused the same way wherever it comes from, naming the
+//! option, the source and the reason. The options and their meaning are listed in `api/CONFIG.md`
+//! (kept in step with [`OPTIONS`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The limit names accepted in `limit_overrides` (Piston's).
+pub use ppman::schema::LIMIT_KEYS;
+
+/// Logging verbosity, Piston's names (plus `TRACE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    None,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive for this level.
+    pub fn as_filter(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+            Self::None => "off",
+        }
+    }
+}
+
+/// Global limits, in Piston's units (milliseconds, bytes); `-1` memory means no limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalLimits {
+    pub compile_timeout: i64,
+    pub run_timeout: i64,
+    pub compile_cpu_time: i64,
+    pub run_cpu_time: i64,
+    pub compile_memory_limit: i64,
+    pub run_memory_limit: i64,
+    pub output_max_size: i64,
+    pub max_process_count: i64,
+    pub max_open_files: i64,
+    pub max_file_size: i64,
+}
+
+impl GlobalLimits {
+    /// The value of a limit by its Piston key.
+    pub fn get(&self, key: &str) -> Option<i64> {
+        Some(match key {
+            "compile_timeout" => self.compile_timeout,
+            "run_timeout" => self.run_timeout,
+            "compile_cpu_time" => self.compile_cpu_time,
+            "run_cpu_time" => self.run_cpu_time,
+            "compile_memory_limit" => self.compile_memory_limit,
+            "run_memory_limit" => self.run_memory_limit,
+            "output_max_size" => self.output_max_size,
+            "max_process_count" => self.max_process_count,
+            "max_open_files" => self.max_open_files,
+            "max_file_size" => self.max_file_size,
+            _ => return None,
+        })
+    }
+
+    fn slot(&mut self, key: &str) -> Option<&mut i64> {
+        Some(match key {
+            "compile_timeout" => &mut self.compile_timeout,
+            "run_timeout" => &mut self.run_timeout,
+            "compile_cpu_time" => &mut self.compile_cpu_time,
+            "run_cpu_time" => &mut self.run_cpu_time,
+            "compile_memory_limit" => &mut self.compile_memory_limit,
+            "run_memory_limit" => &mut self.run_memory_limit,
+            "output_max_size" => &mut self.output_max_size,
+            "max_process_count" => &mut self.max_process_count,
+            "max_open_files" => &mut self.max_open_files,
+            "max_file_size" => &mut self.max_file_size,
+            _ => return None,
+        })
+    }
+}
+
+impl Default for GlobalLimits {
+    fn default() -> Self {
+        Self {
+            compile_timeout: 10_000,
+            run_timeout: 3_000,
+            compile_cpu_time: 10_000,
+            run_cpu_time: 3_000,
+            compile_memory_limit: -1,
+            run_memory_limit: -1,
+            output_max_size: 1024,
+            max_process_count: 64,
+            max_open_files: 2048,
+            max_file_size: 10_000_000,
+        }
+    }
+}
+
+/// `PISTON_LIMIT_OVERRIDES`: language → limit key → value.
+pub type LimitOverrideTable = BTreeMap<String, BTreeMap<String, i64>>;
+
+/// The whole server configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where the server listens. Loopback by default: the API installs and removes packages and
+    /// has no authentication (like Piston), so it must only be reachable from a trusted proxy or
+    /// backend; set `0.0.0.0:2000` deliberately, behind such a proxy.
+    pub bind_address: SocketAddr,
+    /// ppman's data directory (packages, images, mounts, repository indexes).
+    pub data_directory: PathBuf,
+    pub log_level: LogLevel,
+    pub limits: GlobalLimits,
+    pub limit_overrides: LimitOverrideTable,
+    /// Whether jobs run without network access.
+    pub disable_networking: bool,
+    /// Jobs running at once.
+    pub max_concurrent_jobs: usize,
+    /// Jobs waiting for a slot; past this, requests get 503.
+    pub max_queued_jobs: usize,
+    /// Largest accepted request body, bytes.
+    pub max_body_size: usize,
+    /// How long to wait for running jobs on shutdown, milliseconds.
+    pub shutdown_timeout: u64,
+    /// Sandbox user and group id ranges.
+    pub runner_uid_min: u32,
+    pub runner_uid_max: u32,
+    pub runner_gid_min: u32,
+    pub runner_gid_max: u32,
+    /// Repository URL to register when ppman has none configured (Piston's `PISTON_REPO_URL`).
+    pub repo_url: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind_address: SocketAddr::from(([127, 0, 0, 1], 2000)),
+            data_directory: PathBuf::from("/piston"),
+            log_level: LogLevel::Info,
+            limits: GlobalLimits::default(),
+            limit_overrides: BTreeMap::new(),
+            disable_networking: true,
+            max_concurrent_jobs: 64,
+            max_queued_jobs: 256,
+            max_body_size: 1 << 20,
+            shutdown_timeout: 10_000,
+            runner_uid_min: 1001,
+            runner_uid_max: 1500,
+            runner_gid_min: 1001,
+            runner_gid_max: 1500,
+            repo_url: None,
+        }
+    }
+}
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Env(String),
+    CommandLine,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "config file {}", path.display()),
+            Self::Env(var) => write!(f, "environment variable {var}"),
+            Self::CommandLine => f.write_str("command line"),
+        }
+    }
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid value {value:?} for {option} (from {source_name}): {reason}")]
+    Invalid {
+        option: String,
+        source_name: Source,
+        value: String,
+        reason: String,
+    },
+    #[error("unknown option {option:?} (from {source_name}); known options: {known}")]
+    Unknown {
+        option: String,
+        source_name: Source,
+        known: String,
+    },
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML")]
+    Toml {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// One documented option.
+pub struct OptionDoc {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// Every option, in the order of `CONFIG.md`.
+pub const OPTIONS: &[OptionDoc] = &[
+    OptionDoc {
+        name: "bind_address",
+        default: "127.0.0.1:2000",
+        doc: "address:port to listen on (loopback: the API can install packages and has no authentication)",
+    },
+    OptionDoc {
+        name: "data_directory",
+        default: "/piston",
+        doc: "ppman data directory",
+    },
+    OptionDoc {
+        name: "log_level",
+        default: "INFO",
+        doc: "TRACE, DEBUG, INFO, WARN, ERROR or NONE (RUST_LOG, when set, wins)",
+    },
+    OptionDoc {
+        name: "compile_timeout",
+        default: "10000",
+        doc: "compile wall-clock limit, ms (> 0)",
+    },
+    OptionDoc {
+        name: "run_timeout",
+        default: "3000",
+        doc: "run wall-clock limit, ms (> 0)",
+    },
+    OptionDoc {
+        name: "compile_cpu_time",
+        default: "10000",
+        doc: "compile CPU-time limit, ms (> 0)",
+    },
+    OptionDoc {
+        name: "run_cpu_time",
+        default: "3000",
+        doc: "run CPU-time limit, ms (> 0)",
+    },
+    OptionDoc {
+        name: "compile_memory_limit",
+        default: "-1",
+        doc: "compile memory limit, bytes (> 0, or -1 for none)",
+    },
+    OptionDoc {
+        name: "run_memory_limit",
+        default: "-1",
+        doc: "run memory limit, bytes (> 0, or -1 for none)",
+    },
+    OptionDoc {
+        name: "output_max_size",
+        default: "1024",
+        doc: "bytes kept per output stream and stage (> 0); also enforced on the WebSocket",
+    },
+    OptionDoc {
+        name: "max_process_count",
+        default: "64",
+        doc: "processes per job (> 0)",
+    },
+    OptionDoc {
+        name: "max_open_files",
+        default: "2048",
+        doc: "open files per process (> 0)",
+    },
+    OptionDoc {
+        name: "max_file_size",
+        default: "10000000",
+        doc: "largest file a job may write, bytes (> 0)",
+    },
+    OptionDoc {
+        name: "limit_overrides",
+        default: "{}",
+        doc: "JSON (or a TOML table): {\"<language>\": {\"<limit>\": value}}",
+    },
+    OptionDoc {
+        name: "disable_networking",
+        default: "true",
+        doc: "jobs get no network (true/false, 1/0, yes/no)",
+    },
+    OptionDoc {
+        name: "max_concurrent_jobs",
+        default: "64",
+        doc: "jobs running at once (> 0)",
+    },
+    OptionDoc {
+        name: "max_queued_jobs",
+        default: "256",
+        doc: "jobs waiting for a slot before 503 (>= 0)",
+    },
+    OptionDoc {
+        name: "max_body_size",
+        default: "1048576",
+        doc: "largest request body, bytes, before 413 (> 0)",
+    },
+    OptionDoc {
+        name: "shutdown_timeout",
+        default: "10000",
+        doc: "ms to let running jobs finish after SIGTERM",
+    },
+    OptionDoc {
+        name: "runner_uid_min",
+        default: "1001",
+        doc: "first sandbox user id",
+    },
+    OptionDoc {
+        name: "runner_uid_max",
+        default: "1500",
+        doc: "last sandbox user id",
+    },
+    OptionDoc {
+        name: "runner_gid_min",
+        default: "1001",
+        doc: "first sandbox group id",
+    },
+    OptionDoc {
+        name: "runner_gid_max",
+        default: "1500",
+        doc: "last sandbox group id",
+    },
+    OptionDoc {
+        name: "repo_url",
+        default: "(none)",
+        doc: "index URL registered as repository `default` when ppman has none",
+    },
+];
+
+/// The environment variable of an option.
+pub fn env_name(option: &str) -> String {
+    format!("PISTON_{}", option.to_ascii_uppercase())
+}
+
+fn parse_int(value: &str) -> Result<i64, String> {
+    value
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| "must be an integer".to_owned())
+}
+
+fn positive(value: &str, unit: &str) -> Result<i64, String> {
+    match parse_int(value)? {
+        n if n > 0 => Ok(n),
+        _ => Err(format!("must be a positive number of {unit}")),
+    }
+}
+
+fn memory(value: &str) -> Result<i64, String> {
+    match parse_int(value)? {
+        -1 => Ok(-1),
+        n if n > 0 => Ok(n),
+        _ => Err("must be a positive number of bytes, or -1 for no limit".to_owned()),
+    }
+}
+
+/// Parses one limit by its Piston key (shared by the global options and `limit_overrides`).
+pub fn parse_limit(key: &str, value: &str) -> Result<i64, String> {
+    match key {
+        "compile_timeout" | "run_timeout" | "compile_cpu_time" | "run_cpu_time" => {
+            positive(value, "milliseconds")
+        }
+        "compile_memory_limit" | "run_memory_limit" => memory(value),
+        "output_max_size" | "max_file_size" => positive(value, "bytes"),
+        "max_process_count" | "max_open_files" => positive(value, "processes or files"),
+        _ => Err(format!("unknown limit; known: {}", LIMIT_KEYS.join(", "))),
+    }
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("must be true or false".to_owned()),
+    }
+}
+
+fn parse_u32(value: &str) -> Result<u32, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| "must be an integer from 0 to 4294967295".to_owned())
+}
+
+fn parse_overrides(value: &str) -> Result<LimitOverrideTable, String> {
+    let json: serde_json::Value = serde_json::from_str(value)
+        .map_err(|e| format!("must be a JSON object of objects: {e}"))?;
+    let serde_json::Value::Object(languages) = json else {
+        return Err("must be a JSON object: {\"<language>\": {\"<limit>\": value}}".to_owned());
+    };
+    let mut table = LimitOverrideTable::new();
+    for (language, limits) in languages {
+        let serde_json::Value::Object(limits) = limits else {
+            return Err(format!("{language}: must be an object of limits"));
+        };
+        let mut parsed = BTreeMap::new();
+        for (key, raw) in limits {
+            if !LIMIT_KEYS.contains(&key.as_str()) {
+                return Err(format!(
+                    "{language}.{key}: unknown limit; known: {}",
+                    LIMIT_KEYS.join(", ")
+                ));
+            }
+            let text = match &raw {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let n =
+                parse_limit(&key, &text).map_err(|reason| format!("{language}.{key}: {reason}"))?;
+            parsed.insert(key, n);
+        }
+        table.insert(language, parsed);
+    }
+    Ok(table)
+}
+
+impl Config {
+    /// Sets option `name` from its text form.
+    pub fn set(&mut self, name: &str, value: &str, source: &Source) -> Result<(), ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            option: match source {
+                Source::Env(var) => var.clone(),
+                _ => name.to_owned(),
+            },
+            source_name: source.clone(),
+            value: value.to_owned(),
+            reason,
+        };
+        if let Some(slot) = self.limits.slot(name) {
+            *slot = parse_limit(name, value).map_err(invalid)?;
+            return Ok(());
+        }
+        match name {
+            "bind_address" => {
+                self.bind_address = value.trim().parse().map_err(|_| {
+                    invalid("must be address:port, e.g. 127.0.0.1:2000 or [::1]:2000".to_owned())
+                })?;
+            }
+            "data_directory" => {
+                if value.trim().is_empty() {
+                    return Err(invalid("must be a directory path".to_owned()));
+                }
+                self.data_directory = PathBuf::from(value.trim());
+            }
+            "log_level" => {
+                self.log_level = match value.trim().to_ascii_uppercase().as_str() {
+                    "TRACE" => LogLevel::Trace,
+                    "DEBUG" => LogLevel::Debug,
+                    "INFO" => LogLevel::Info,
+                    "WARN" => LogLevel::Warn,
+                    "ERROR" => LogLevel::Error,
+                    "NONE" => LogLevel::None,
+                    _ => {
+                        return Err(invalid(
+                            "must be one of TRACE, DEBUG, INFO, WARN, ERROR, NONE".to_owned(),
+                        ));
+                    }
+                };
+            }
+            "limit_overrides" => self.limit_overrides = parse_overrides(value).map_err(invalid)?,
+            "disable_networking" => self.disable_networking = parse_bool(value).map_err(invalid)?,
+            "max_concurrent_jobs" => {
+                self.max_concurrent_jobs = positive(value, "jobs").map_err(invalid)? as usize;
+            }
+            "max_queued_jobs" => {
+                self.max_queued_jobs = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("must be a non-negative integer".to_owned()))?;
+            }
+            "max_body_size" => {
+                self.max_body_size = positive(value, "bytes").map_err(invalid)? as usize
+            }
+            "shutdown_timeout" => {
+                self.shutdown_timeout = value.trim().parse().map_err(|_| {
+                    invalid("must be a non-negative number of milliseconds".to_owned())
+                })?;
+            }
+            "runner_uid_min" => self.runner_uid_min = parse_u32(value).map_err(invalid)?,
+            "runner_uid_max" => self.runner_uid_max = parse_u32(value).map_err(invalid)?,
+            "runner_gid_min" => self.runner_gid_min = parse_u32(value).map_err(invalid)?,
+            "runner_gid_max" => self.runner_gid_max = parse_u32(value).map_err(invalid)?,
+            "repo_url" => {
+                let url = value.trim();
+                if !(url.starts_with("http://")
+                    || url.starts_with("https://")
+                    || url.starts_with("file://"))
+                {
+                    return Err(invalid(
+                        "must be an http://, https:// or file:// URL".to_owned(),
+                    ));
+                }
+                self.repo_url = Some(url.to_owned());
+            }
+            _ => {
+                return Err(ConfigError::Unknown {
+                    option: name.to_owned(),
+                    source_name: source.clone(),
+                    known: OPTIONS
+                        .iter()
+                        .map(|o| o.name)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a TOML document (option names as keys; `limit_overrides` may be a table).
+    pub fn apply_toml(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let table: toml::Table = toml::from_str(text).map_err(|source| ConfigError::Toml {
+            path: path.to_owned(),
+            source,
+        })?;
+        let source = Source::File(path.to_owned());
+        for (key, value) in table {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Table(t) => serde_json::to_string(&t).unwrap_or_default(),
+                other => other.to_string(),
+            };
+            self.set(&key, &text, &source)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `PISTON_<OPTION>` variables from `env` (and `PORT`, which Piston honours for the
+    /// default bind address). `PISTON_CONFIG` and unknown `PISTON_*` names are left alone.
+    pub fn apply_env<I>(&mut self, env: I) -> Result<(), ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let env: BTreeMap<String, String> = env.into_iter().collect();
+        if let Some(port) = env.get("PORT")
+            && !env.contains_key("PISTON_BIND_ADDRESS")
+        {
+            let address = format!("{}:{}", self.bind_address.ip(), port.trim());
+            self.set("bind_address", &address, &Source::Env("PORT".to_owned()))?;
+        }
+        for option in OPTIONS {
+            let var = env_name(option.name);
+            if let Some(value) = env.get(&var) {
+                self.set(option.name, value, &Source::Env(var.clone()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks relations between options.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.runner_uid_min > self.runner_uid_max {
+            return Err(ConfigError::Inconsistent(format!(
+                "runner_uid_min ({}) is greater than runner_uid_max ({})",
+                self.runner_uid_min, self.runner_uid_max
+            )));
+        }
+        if self.runner_gid_min > self.runner_gid_max {
+            return Err(ConfigError::Inconsistent(format!(
+                "runner_gid_min ({}) is greater than runner_gid_max ({})",
+                self.runner_gid_min, self.runner_gid_max
+            )));
+        }
+        Ok(())
+    }
+
+    /// Builds the configuration from every source: defaults, then the TOML file (`file`, else
+    /// `PISTON_CONFIG` from `env`), then `env`, then the command-line `overrides` (`name=value`).
+    pub fn load<I>(
+        file: Option<&Path>,
+        env: I,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut config = Self::default();
+        let from_env = env
+            .iter()
+            .find(|(k, _)| k == "PISTON_CONFIG")
+            .map(|(_, v)| PathBuf::from(v));
+        if let Some(path) = file.map(Path::to_path_buf).or(from_env) {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            config.apply_toml(&text, &path)?;
+        }
+        config.apply_env(env)?;
+        for (name, value) in overrides {
+            config.set(name, value, &Source::CommandLine)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_piston_s_but_loopback() {
+        let c = Config::load(None, env(&[]), &[]).unwrap();
+        assert_eq!(c.bind_address.to_string(), "127.0.0.1:2000");
+        assert_eq!(c.limits.run_timeout, 3000);
+        assert_eq!(c.limits.max_open_files, 2048);
+        assert!(c.disable_networking);
+    }
+
+    #[test]
+    fn precedence_file_env_cli() {
+        let dir = std::env::temp_dir().join(format!("api-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("piston.toml");
+        std::fs::write(
+            &path,
+            "run_timeout = 1000\ncompile_timeout = 2000\nlog_level = \"debug\"\n[limit_overrides.\"c++\"]\nmax_process_count = 128\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("PISTON_COMPILE_TIMEOUT", "4000"),
+                ("PISTON_RUN_CPU_TIME", "5000"),
+            ]),
+            &[("run_cpu_time".to_owned(), "6000".to_owned())],
+        )
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.limits.run_timeout, 1000);
+        assert_eq!(c.limits.compile_timeout, 4000);
+        assert_eq!(c.limits.run_cpu_time, 6000);
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.limit_overrides["c++"]["max_process_count"], 128);
+    }
+
+    #[test]
+    fn invalid_values_name_the_option_and_reason() {
+        let err = Config::load(None, env(&[("PISTON_RUN_TIMEOUT", "soon")]), &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("PISTON_RUN_TIMEOUT") && text.contains("must be an integer"),
+            "{text}"
+        );
+
+        let err = Config::load(
+            None,
+            env(&[("PISTON_LIMIT_OVERRIDES", r#"{"c":{"colour":1}}"#)]),
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("c.colour: unknown limit"), "{err}");
+
+        let err = Config::load(None, env(&[("PISTON_RUN_MEMORY_LIMIT", "0")]), &[]).unwrap_err();
+        assert!(err.to_string().contains("-1 for no limit"), "{err}");
+
+        let err =
+            Config::load(None, env(&[("PISTON_DISABLE_NETWORKING", "maybe")]), &[]).unwrap_err();
+        assert!(err.to_string().contains("true or false"), "{err}");
+
+        let err =
+            Config::load(None, env(&[]), &[("colour".to_owned(), "1".to_owned())]).unwrap_err();
+        assert!(matches!(err, ConfigError::Unknown { .. }));
+
+        let err = Config::load(None, env(&[("PISTON_RUNNER_UID_MIN", "2000")]), &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Inconsistent(_)));
+    }
+
+    #[test]
+    fn booleans_are_not_a_trap() {
+        let c = Config::load(None, env(&[("PISTON_DISABLE_NETWORKING", "TRUE")]), &[]).unwrap();
+        assert!(
+            c.disable_networking,
+            "unlike Piston, TRUE does not enable networking"
+        );
+    }
+
+    #[test]
+    fn port_sets_the_default_port() {
+        let c = Config::load(None, env(&[("PORT", "3000")]), &[]).unwrap();
+        assert_eq!(c.bind_address.to_string(), "127.0.0.1:3000");
+        let c = Config::load(
+            None,
+            env(&[("PORT", "3000"), ("PISTON_BIND_ADDRESS", "0.0.0.0:2000")]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.bind_address.to_string(), "0.0.0.0:2000");
+    }
+}

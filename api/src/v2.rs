@@ -1,0 +1,254 @@
+//! Piston's `/api/v2` routes, wire-compatible: same fields, defaults, validation order, messages and
+//! status codes (see the module docs of [`crate::job`] for where this deliberately differs).
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use tracing::Instrument;
+
+use ppman::Selector;
+
+use crate::engine::{ALL_REPOS, EngineError, JobOutcome, StageOutcome, Status};
+use crate::job;
+use crate::server::{ApiError, AppState, blocking, json_response, read_json};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/runtimes", get(runtimes))
+        .route("/execute", post(execute))
+        .route(
+            "/packages",
+            get(list_packages).post(install).delete(uninstall),
+        )
+}
+
+async fn runtimes(State(state): State<AppState>) -> Response {
+    let list: Vec<Value> = state
+        .engine
+        .runtimes()
+        .iter()
+        .map(|rt| {
+            let mut item = json!({
+                "language": rt.language,
+                "version": rt.version.to_string(),
+                "aliases": rt.aliases,
+            });
+            if let Some(runtime) = rt.runtime_field() {
+                item["runtime"] = json!(runtime);
+            }
+            item
+        })
+        .collect();
+    json_response(StatusCode::OK, &list)
+}
+
+/// A millisecond figure as Piston prints it: an integer when it is one.
+fn number(value: f64) -> Value {
+    if value.fract() == 0.0 && value.abs() < 9e15 {
+        json!(value as i64)
+    } else {
+        json!(value)
+    }
+}
+
+/// Piston's stage object. The signal is `SIGKILL` whenever the stage was killed for a limit.
+pub fn stage_json(stage: &StageOutcome) -> Value {
+    let killed = matches!(stage.status, Some(Status::TO | Status::OL | Status::EL));
+    let signal = if killed {
+        Some("SIGKILL".to_owned())
+    } else {
+        stage.signal.clone()
+    };
+    json!({
+        "stdout": stage.stdout,
+        "stderr": stage.stderr,
+        "output": stage.output,
+        "code": stage.code,
+        "signal": signal,
+        "message": stage.message,
+        "status": stage.status.map(Status::as_str),
+        "cpu_time": number(stage.cpu_time_ms),
+        "wall_time": number(stage.wall_time_ms),
+        "memory": stage.memory_bytes,
+    })
+}
+
+/// The metrics outcome of a job.
+pub fn outcome_label(outcome: &JobOutcome) -> String {
+    if let Some(compile) = &outcome.compile
+        && !compile.succeeded()
+    {
+        return "compile_error".to_owned();
+    }
+    match outcome.run.as_ref().and_then(|r| r.status) {
+        Some(status) => status.as_str().to_owned(),
+        None => "ok".to_owned(),
+    }
+}
+
+async fn execute(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_json(&state, &headers, body).await?;
+    let runtimes = state.engine.runtimes();
+    let job = job::validate(
+        &body,
+        &runtimes,
+        &state.config.limits,
+        &state.config.limit_overrides,
+    )
+    .map_err(|e| ApiError::bad_request(e.0))?;
+    let slot = state.gate.enter().await.map_err(|busy| {
+        tracing::warn!(%busy, "job refused");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, busy.to_string())
+    })?;
+    let language = job.runtime.language.clone();
+    let version = job.runtime.version.to_string();
+    let span = tracing::info_span!("job", id = %uuid::Uuid::new_v4(), kind = "execute", %language, %version);
+    let engine = state.engine.clone();
+    let started = Instant::now();
+    let result = async {
+        tracing::debug!(files = job.files.len(), "running");
+        let result = blocking(move || engine.execute(job)).await;
+        drop(slot);
+        result
+    }
+    .instrument(span.clone())
+    .await;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            state
+                .metrics
+                .job_finished("execute", "error", started.elapsed());
+            let _entered = span.enter();
+            return Err(ApiError::internal("the job could not run", &error));
+        }
+    };
+    let label = outcome_label(&outcome);
+    state
+        .metrics
+        .job_finished("execute", &label, started.elapsed());
+    span.in_scope(
+        || tracing::info!(outcome = %label, ms = started.elapsed().as_millis() as u64, "job done"),
+    );
+
+    let mut response = Map::new();
+    response.insert("language".to_owned(), json!(language));
+    response.insert("version".to_owned(), json!(version));
+    // A failed compile skips the run stage; Piston then reports the compile result as `run`.
+    let run = outcome.run.as_ref().or(outcome.compile.as_ref());
+    response.insert("run".to_owned(), run.map(stage_json).unwrap_or(Value::Null));
+    if let Some(compile) = &outcome.compile {
+        response.insert("compile".to_owned(), stage_json(compile));
+    }
+    Ok(json_response(StatusCode::OK, &Value::Object(response)))
+}
+
+async fn list_packages(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    let packages = blocking(move || engine.packages(ALL_REPOS, false))
+        .await
+        .map_err(|e| ApiError::internal("cannot list packages", &e))?;
+    let list: Vec<Value> = packages
+        .iter()
+        .map(|p| json!({ "language": p.name, "language_version": p.version.to_string(), "installed": p.installed }))
+        .collect();
+    Ok(json_response(StatusCode::OK, &list))
+}
+
+/// `{language, version}` of the package routes, with the selector parsed. An unparsable selector
+/// matches nothing, so it gets the "does not exist" answer, as in Piston.
+fn package_request(body: &Value) -> Result<(String, String, Option<Selector>), ApiError> {
+    let language = body
+        .get("language")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("language is required as a string"))?;
+    let version = body
+        .get("version")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("version is required as a string"))?;
+    Ok((
+        language.to_owned(),
+        version.to_owned(),
+        Selector::parse(version).ok(),
+    ))
+}
+
+fn package_error(error: &EngineError, what: &str) -> ApiError {
+    match error {
+        EngineError::UnknownPackage { .. } => {
+            ApiError::new(StatusCode::NOT_FOUND, error.to_string())
+        }
+        EngineError::AlreadyInstalled { .. }
+        | EngineError::NotInstalled { .. }
+        | EngineError::Conflict(_) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+        }
+        _ => ApiError::internal(what, error),
+    }
+}
+
+async fn install(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_json(&state, &headers, body).await?;
+    let (language, version, selector) = package_request(&body)?;
+    let Some(selector) = selector else {
+        return Err(package_error(
+            &EngineError::UnknownPackage {
+                name: language,
+                selector: version,
+            },
+            "",
+        ));
+    };
+    let engine = state.engine.clone();
+    let name = language.clone();
+    let report = blocking(move || engine.install(ALL_REPOS, &name, &selector))
+        .await
+        .map_err(|e| package_error(&e, &format!("cannot install {language}-{version}")))?;
+    tracing::info!(package = %report.package.name, version = %report.package.version, "installed");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "language": report.package.name, "version": report.package.version.to_string() }),
+    ))
+}
+
+async fn uninstall(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_json(&state, &headers, body).await?;
+    let (language, version, selector) = package_request(&body)?;
+    let Some(selector) = selector else {
+        return Err(package_error(
+            &EngineError::UnknownPackage {
+                name: language,
+                selector: version,
+            },
+            "",
+        ));
+    };
+    let engine = state.engine.clone();
+    let name = language.clone();
+    let report = blocking(move || engine.uninstall(&name, &selector, false))
+        .await
+        .map_err(|e| package_error(&e, &format!("cannot uninstall {language}-{version}")))?;
+    tracing::info!(package = %report.package.name, version = %report.package.version, "uninstalled");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "language": report.package.name, "version": report.package.version.to_string() }),
+    ))
+}
