@@ -484,7 +484,7 @@ impl Config {
                     .map_err(|_| invalid("must be a non-negative integer".to_owned()))?;
             }
             "max_body_size" => {
-                self.max_body_size = positive(value, "bytes").map_err(invalid)? as usize
+                self.max_body_size = positive(value, "bytes").map_err(invalid)? as usize;
             }
             "shutdown_timeout" => {
                 self.shutdown_timeout = value.trim().parse().map_err(|_| {

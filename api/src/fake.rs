@@ -284,7 +284,7 @@ impl Engine for FakeEngine {
         let (events_tx, events_rx) = mpsc::channel();
         let (control_tx, control_rx) = mpsc::channel();
         std::thread::spawn(move || {
-            fake_program(job.compile.is_some(), &program, &events_tx, &control_rx)
+            fake_program(job.compile.is_some(), &program, &events_tx, &control_rx);
         });
         Ok(Box::new(FakeJob {
             events: Mutex::new(events_rx),
