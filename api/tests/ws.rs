@@ -1,0 +1,269 @@
+//! The WebSocket protocol of `/api/v2/connect` over a real connection, against the fake engine.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use api::Config;
+use common::Server;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn connect(server: &Server) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(server.ws_url("/api/v2/connect"))
+        .await
+        .unwrap();
+    ws
+}
+
+async fn send(ws: &mut Ws, value: Value) {
+    ws.send(Message::Text(value.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next message, which must be JSON text.
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the connection is open")
+            .unwrap();
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// The next message, which must be a close frame: its code and reason.
+async fn closed(ws: &mut Ws) -> (u16, String) {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s");
+        match message {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (frame.code.into(), frame.reason.to_string());
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+fn init(language: &str, content: &str) -> Value {
+    json!({"type": "init", "language": language, "version": "*", "files": [{"content": content}]})
+}
+
+#[tokio::test]
+async fn full_flow_with_stdin_and_eof() {
+    let server = Server::start();
+    let mut ws = connect(&server).await;
+    send(&mut ws, init("cpp", "cat")).await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "runtime", "language": "c++", "version": "10.2.0"})
+    );
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "stage", "stage": "compile"})
+    );
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "exit", "stage": "compile", "code": 0, "signal": null})
+    );
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "stage", "stage": "run"})
+    );
+    send(
+        &mut ws,
+        json!({"type": "data", "stream": "stdin", "data": "Hello World!\n"}),
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "data", "stream": "stdout", "data": "Hello World!\n"})
+    );
+    send(&mut ws, json!({"type": "unknown"})).await;
+    send(
+        &mut ws,
+        json!({"type": "data", "stream": "stdin", "data": "bye", "eof": true}),
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "data", "stream": "stdout", "data": "bye"})
+    );
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "exit", "stage": "run", "code": 0, "signal": null})
+    );
+    assert_eq!(closed(&mut ws).await, (4999, "Job Completed".to_owned()));
+    let job = server.fake.jobs().pop().unwrap();
+    assert!(job.stdin.is_empty(), "init's stdin is ignored");
+}
+
+#[tokio::test]
+async fn signals_reach_the_program() {
+    let server = Server::start();
+    let mut ws = connect(&server).await;
+    send(&mut ws, init("python", "cat")).await;
+    assert_eq!(recv(&mut ws).await["type"], "runtime");
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "stage", "stage": "run"})
+    );
+    send(&mut ws, json!({"type": "signal", "signal": "SIGINT"})).await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "exit", "stage": "run", "code": null, "signal": "SIGINT", "status": "SG"})
+    );
+    assert_eq!(closed(&mut ws).await.0, 4999);
+}
+
+#[tokio::test]
+async fn output_limit_holds() {
+    let config = Config {
+        limits: api::config::GlobalLimits {
+            output_max_size: 10_000,
+            ..Default::default()
+        },
+        shutdown_timeout: 2000,
+        ..Config::default()
+    };
+    let server = Server::with_config(config);
+    let mut ws = connect(&server).await;
+    send(&mut ws, init("python", "spam")).await;
+    assert_eq!(recv(&mut ws).await["type"], "runtime");
+    assert_eq!(recv(&mut ws).await["type"], "stage");
+    let mut received = 0;
+    let exit = loop {
+        let message = recv(&mut ws).await;
+        match message["type"].as_str() {
+            Some("data") => received += message["data"].as_str().unwrap().len(),
+            Some("exit") => break message,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(received, 10_000);
+    assert_eq!(exit["status"], "OL");
+    assert_eq!(exit["signal"], "SIGKILL");
+    assert_eq!(exit["message"], "stdout length exceeded");
+    assert_eq!(closed(&mut ws).await.0, 4999);
+}
+
+#[tokio::test]
+async fn close_codes() {
+    let server = Server::start();
+
+    // No init within 1 s.
+    let mut ws = connect(&server).await;
+    let started = Instant::now();
+    assert_eq!(
+        closed(&mut ws).await,
+        (4001, "Initialization Timeout".to_owned())
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // data or signal before init.
+    let mut ws = connect(&server).await;
+    send(
+        &mut ws,
+        json!({"type": "data", "stream": "stdin", "data": "x"}),
+    )
+    .await;
+    assert_eq!(
+        closed(&mut ws).await,
+        (4003, "Not yet initialized".to_owned())
+    );
+    let mut ws = connect(&server).await;
+    send(&mut ws, json!({"type": "signal", "signal": "SIGINT"})).await;
+    assert_eq!(closed(&mut ws).await.0, 4003);
+
+    // Malformed JSON.
+    let mut ws = connect(&server).await;
+    ws.send(Message::Text("{nope".into())).await.unwrap();
+    let error = recv(&mut ws).await;
+    assert_eq!(error["type"], "error");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("message is not valid JSON")
+    );
+    assert_eq!(closed(&mut ws).await, (4002, "Notified Error".to_owned()));
+
+    // A validation error of init.
+    let mut ws = connect(&server).await;
+    send(&mut ws, json!({"type": "init", "language": "python"})).await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "error", "message": "version is required as a string"})
+    );
+    assert_eq!(closed(&mut ws).await.0, 4002);
+
+    // After init: double init, bad stream, bad signal, malformed JSON.
+    let cases: [(Value, u16, &str); 3] = [
+        (init("python", "cat"), 4000, "Already Initialized"),
+        (
+            json!({"type": "data", "stream": "stdout", "data": "x"}),
+            4004,
+            "Can only write to stdin",
+        ),
+        (
+            json!({"type": "signal", "signal": "SIGFOO"}),
+            4005,
+            "Invalid signal",
+        ),
+    ];
+    for (message, code, reason) in cases {
+        let mut ws = connect(&server).await;
+        send(&mut ws, init("python", "cat")).await;
+        assert_eq!(recv(&mut ws).await["type"], "runtime");
+        assert_eq!(recv(&mut ws).await["type"], "stage");
+        send(&mut ws, message).await;
+        assert_eq!(closed(&mut ws).await, (code, reason.to_owned()));
+    }
+    let mut ws = connect(&server).await;
+    send(&mut ws, init("python", "cat")).await;
+    assert_eq!(recv(&mut ws).await["type"], "runtime");
+    assert_eq!(recv(&mut ws).await["type"], "stage");
+    ws.send(Message::Text("[".into())).await.unwrap();
+    assert_eq!(recv(&mut ws).await["type"], "error");
+    assert_eq!(closed(&mut ws).await.0, 4002);
+}
+
+#[tokio::test]
+async fn compile_failure_ends_the_job() {
+    let server = Server::start();
+    let mut ws = connect(&server).await;
+    send(&mut ws, init("c", "compile-error")).await;
+    assert_eq!(recv(&mut ws).await["type"], "runtime");
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "stage", "stage": "compile"})
+    );
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "data", "stream": "stderr", "data": "error"})
+    );
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "exit", "stage": "compile", "code": 1, "signal": null})
+    );
+    assert_eq!(closed(&mut ws).await.0, 4999);
+    let (_, metrics) = server.get_text("/metrics");
+    assert!(
+        metrics.contains("piston_jobs_total{kind=\"interactive\",outcome=\"compile_error\"} 1"),
+        "{metrics}"
+    );
+}
