@@ -1,18 +1,462 @@
 //! The real [`Engine`]: `ppman` for packages and mounted trees, `runner` for sandboxed jobs.
+//!
+//! Runtimes are computed from ppman's installed packages at start-up (after reconciling the
+//! mounts) and again after every install or uninstall through the API. Packages installed with the
+//! `ppman` command line while the server runs appear after the next install/uninstall or restart.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use ppman::manager::{InstalledPackage, PackageManager};
+use ppman::{Selector, schema::IndexEntry};
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{
+    ALL_REPOS, Engine, EngineError, InstallReport, InteractiveJob, JobEvent, JobOutcome,
+    JobRequest, OutputStream, PackageDetail, PackageRef, PackageSummary, ProvidedLanguage,
+    RepoInfo, Runtime, StageLimits, StageName, StageOutcome, Status, UninstallReport,
+};
 
 /// Why the engine could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
-    #[error("the ppman/runner adapter is not available in this build")]
-    Unavailable,
+    #[error("cannot open the package manager in {}", path.display())]
+    Ppman {
+        path: PathBuf,
+        #[source]
+        source: ppman::Error,
+    },
+    #[error("cannot reconcile the package mounts")]
+    Reconcile(#[source] ppman::Error),
+    #[error("cannot list the installed packages")]
+    Installed(#[source] ppman::Error),
+    #[error("cannot set up the sandbox runner")]
+    Runner(#[source] runner::RunnerError),
 }
 
-/// Builds the engine for `config`.
-pub fn build(_config: &Config) -> Result<Arc<dyn Engine>, AdapterError> {
-    Err(AdapterError::Unavailable)
+/// Builds the engine for `config`: opens ppman on the data directory, reconciles its mounts, sets
+/// up the runner.
+pub fn build(config: &Config) -> Result<Arc<dyn Engine>, AdapterError> {
+    let pm =
+        PackageManager::open(&config.data_directory).map_err(|source| AdapterError::Ppman {
+            path: config.data_directory.clone(),
+            source,
+        })?;
+    let report = pm.reconcile().map_err(AdapterError::Reconcile)?;
+    tracing::info!(?report, "package mounts reconciled");
+    if config.repo_url.is_some() {
+        tracing::warn!(
+            "repo_url is ignored: repositories need a signing key; add them with `ppman repo add`"
+        );
+    }
+    if !config.disable_networking {
+        tracing::warn!(
+            "disable_networking=false is not supported by the runner yet; jobs have no network"
+        );
+    }
+    let runner_config = runner::RunnerConfig {
+        uid_min: config.runner_uid_min,
+        uid_max: config.runner_uid_max,
+        gid_min: config.runner_gid_min,
+        ..runner::RunnerConfig::default()
+    };
+    let runner = runner::Runner::new(runner_config).map_err(AdapterError::Runner)?;
+    let engine = RealEngine {
+        pm,
+        runner,
+        installed: RwLock::new(Vec::new()),
+    };
+    engine.refresh().map_err(AdapterError::Installed)?;
+    Ok(Arc::new(engine))
+}
+
+struct RealEngine {
+    pm: PackageManager,
+    runner: runner::Runner,
+    installed: RwLock<Vec<(Runtime, Arc<InstalledPackage>)>>,
+}
+
+fn runtimes_of(package: &Arc<InstalledPackage>) -> Vec<(Runtime, Arc<InstalledPackage>)> {
+    let entry = &package.entry;
+    entry
+        .provides
+        .iter()
+        .map(|provide| {
+            let mut limits: BTreeMap<String, i64> = entry.limit_overrides.clone();
+            limits.extend(provide.limit_overrides.clone());
+            let runtime = Runtime {
+                language: provide.language.clone(),
+                version: entry.version.clone(),
+                aliases: provide.aliases.clone(),
+                package: entry.name.clone(),
+                compiled: entry.compiled,
+                limit_overrides: limits,
+            };
+            (runtime, Arc::clone(package))
+        })
+        .collect()
+}
+
+fn repo_arg(repo: &str) -> Option<&str> {
+    (repo != ALL_REPOS).then_some(repo)
+}
+
+fn map_error(error: ppman::Error, name: &str, selector: &Selector) -> EngineError {
+    match error {
+        ppman::Error::UnknownRepo(repo) => EngineError::UnknownRepo(repo),
+        ppman::Error::NotInstalled { name, selector } => {
+            EngineError::NotInstalled { name, selector }
+        }
+        ppman::Error::Resolve(ref inner)
+            if matches!(
+                **inner,
+                ppman::resolve::ResolveError::UnknownPackage { .. }
+                    | ppman::resolve::ResolveError::NoMatch { .. }
+            ) =>
+        {
+            EngineError::UnknownPackage {
+                name: name.to_owned(),
+                selector: selector.to_string(),
+            }
+        }
+        ppman::Error::HasDependents { .. } => EngineError::Conflict(error.to_string()),
+        other => EngineError::internal(format!("ppman failed for {name} {selector}"), other),
+    }
+}
+
+fn limits(limits: &StageLimits) -> runner::Limits {
+    runner::Limits {
+        wall_timeout_ms: limits.wall_timeout_ms,
+        cpu_time_ms: limits.cpu_time_ms,
+        memory_bytes: limits.memory_bytes,
+        max_processes: limits.max_processes,
+        max_open_files: limits.max_open_files,
+        max_file_size: limits.max_file_size,
+        output_max_size: limits.output_max_size,
+    }
+}
+
+fn status(status: runner::Status) -> Status {
+    match status {
+        runner::Status::RE => Status::RE,
+        runner::Status::SG => Status::SG,
+        runner::Status::TO => Status::TO,
+        runner::Status::OL => Status::OL,
+        runner::Status::EL => Status::EL,
+        runner::Status::XX => Status::XX,
+    }
+}
+
+fn stage(result: runner::StageResult) -> StageOutcome {
+    StageOutcome {
+        stdout: result.stdout,
+        stderr: result.stderr,
+        output: result.output,
+        code: result.code,
+        signal: result.signal,
+        message: result.message,
+        status: result.status.map(status),
+        cpu_time_ms: result.cpu_time_ms as f64,
+        wall_time_ms: result.wall_time_ms as f64,
+        memory_bytes: result.memory_bytes,
+    }
+}
+
+fn stage_name(stage: runner::Stage) -> StageName {
+    match stage {
+        runner::Stage::Compile => StageName::Compile,
+        runner::Stage::Run => StageName::Run,
+    }
+}
+
+fn package_ref(repo: &str, id: &ppman::PackageId) -> PackageRef {
+    PackageRef {
+        repo: repo.to_owned(),
+        name: id.name.clone(),
+        version: id.version.clone(),
+    }
+}
+
+fn summary(repo: &str, entry: &IndexEntry, installed: bool) -> PackageSummary {
+    PackageSummary {
+        repo: repo.to_owned(),
+        name: entry.name.clone(),
+        version: entry.version.clone(),
+        description: entry.description.clone(),
+        languages: entry.provides.iter().map(|p| p.language.clone()).collect(),
+        installed,
+    }
+}
+
+impl RealEngine {
+    fn refresh(&self) -> Result<(), ppman::Error> {
+        let installed = self.pm.installed()?;
+        let runtimes = installed
+            .into_iter()
+            .map(Arc::new)
+            .flat_map(|p| runtimes_of(&p))
+            .collect();
+        *self.installed.write().unwrap_or_else(|e| e.into_inner()) = runtimes;
+        Ok(())
+    }
+
+    fn spec(&self, job: JobRequest) -> Result<runner::JobSpec, EngineError> {
+        let installed = self.installed.read().unwrap_or_else(|e| e.into_inner());
+        let package = installed
+            .iter()
+            .find(|(rt, _)| rt.package == job.runtime.package && rt.version == job.runtime.version)
+            .map(|(_, p)| Arc::clone(p))
+            .ok_or_else(|| {
+                EngineError::message(format!(
+                    "{}-{} is no longer installed",
+                    job.runtime.package, job.runtime.version
+                ))
+            })?;
+        // Code files first: the run script receives the first code file.
+        let mut files = job.files;
+        files.sort_by_key(|f| !f.code);
+        Ok(runner::JobSpec {
+            layers: package.layers.clone(),
+            package_dir: PathBuf::from(&package.package_dir),
+            language: job.runtime.language,
+            files: files
+                .into_iter()
+                .map(|f| runner::JobFile {
+                    name: f.name,
+                    content: f.content,
+                })
+                .collect(),
+            args: job.args,
+            stdin: job.stdin,
+            compile: job.compile.as_ref().map(limits),
+            run: limits(&job.run),
+        })
+    }
+}
+
+impl Engine for RealEngine {
+    fn runtimes(&self) -> Vec<Runtime> {
+        let installed = self.installed.read().unwrap_or_else(|e| e.into_inner());
+        installed.iter().map(|(rt, _)| rt.clone()).collect()
+    }
+
+    fn execute(&self, job: JobRequest) -> Result<JobOutcome, EngineError> {
+        let spec = self.spec(job)?;
+        let result = self
+            .runner
+            .run_job(&spec)
+            .map_err(|e| EngineError::internal("the sandbox failed", e))?;
+        Ok(JobOutcome {
+            compile: result.compile.map(stage),
+            run: Some(stage(result.run)),
+        })
+    }
+
+    fn start(&self, job: JobRequest) -> Result<Box<dyn InteractiveJob>, EngineError> {
+        let spec = self.spec(job)?;
+        let handle = self
+            .runner
+            .start_job(spec)
+            .map_err(|e| EngineError::internal("the sandbox failed", e))?;
+        Ok(Box::new(RealJob {
+            handle: Mutex::new(handle),
+        }))
+    }
+
+    fn repositories(&self) -> Result<Vec<RepoInfo>, EngineError> {
+        let repos = self
+            .pm
+            .repos()
+            .map_err(|e| EngineError::internal("cannot list repositories", e))?;
+        Ok(repos
+            .into_iter()
+            .map(|r| RepoInfo {
+                name: r.name,
+                url: r.url,
+                index_version: r.index_version,
+                generated: r.generated,
+                packages: r.packages,
+            })
+            .collect())
+    }
+
+    fn packages(&self, repo: &str, sync: bool) -> Result<Vec<PackageSummary>, EngineError> {
+        let any = Selector::any();
+        if sync {
+            self.pm
+                .sync(repo_arg(repo))
+                .map_err(|e| map_error(e, repo, &any))?;
+        }
+        let available = self
+            .pm
+            .available(repo_arg(repo))
+            .map_err(|e| map_error(e, repo, &any))?;
+        Ok(available
+            .iter()
+            .map(|p| summary(&p.repo, &p.entry, p.installed))
+            .collect())
+    }
+
+    fn package(
+        &self,
+        repo: &str,
+        name: &str,
+        selector: &Selector,
+    ) -> Result<PackageDetail, EngineError> {
+        let info = self
+            .pm
+            .info(name, selector, repo_arg(repo))
+            .map_err(|e| map_error(e, name, selector))?;
+        let e = info.entry;
+        Ok(PackageDetail {
+            repo: info.repo,
+            name: e.name,
+            version: e.version,
+            author: e.author,
+            description: e.description,
+            size: e.size,
+            checksums: BTreeMap::from([("sha256".to_owned(), e.sha256)]),
+            dependencies: e.dependencies,
+            provides: e
+                .provides
+                .into_iter()
+                .map(|p| ProvidedLanguage {
+                    language: p.language,
+                    aliases: p.aliases,
+                    limit_overrides: p.limit_overrides,
+                })
+                .collect(),
+            limit_overrides: e.limit_overrides,
+            compiled: e.compiled,
+            cache: serde_json::to_value(e.cache)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            build_file_url: info.build_file_url,
+            build_file_sha256: e.build_file.sha256,
+            download_url: info.download_url,
+            installed: info.installed,
+        })
+    }
+
+    fn install(
+        &self,
+        repo: &str,
+        name: &str,
+        selector: &Selector,
+    ) -> Result<InstallReport, EngineError> {
+        let info = self
+            .pm
+            .info(name, selector, repo_arg(repo))
+            .map_err(|e| map_error(e, name, selector))?;
+        if info.installed {
+            return Err(EngineError::AlreadyInstalled {
+                name: info.entry.name,
+                version: info.entry.version,
+            });
+        }
+        let outcome = self
+            .pm
+            .install_many(&[(name.to_owned(), selector.clone())], repo_arg(repo))
+            .map_err(|e| map_error(e, name, selector))?;
+        self.refresh()
+            .map_err(|e| EngineError::internal("cannot list the installed packages", e))?;
+        let root = outcome
+            .roots
+            .first()
+            .map(|r| package_ref(&r.repo, &r.id))
+            .ok_or_else(|| EngineError::message("ppman installed nothing"))?;
+        Ok(InstallReport {
+            package: root,
+            installed: outcome
+                .added
+                .iter()
+                .map(|r| package_ref(&r.repo, &r.id))
+                .collect(),
+        })
+    }
+
+    fn uninstall(
+        &self,
+        name: &str,
+        selector: &Selector,
+        cascade: bool,
+    ) -> Result<UninstallReport, EngineError> {
+        let outcome = self
+            .pm
+            .uninstall(name, selector, cascade)
+            .map_err(|e| map_error(e, name, selector))?;
+        self.refresh()
+            .map_err(|e| EngineError::internal("cannot list the installed packages", e))?;
+        Ok(UninstallReport {
+            package: package_ref(&outcome.package.repo, &outcome.package.id),
+            removed: outcome
+                .removed
+                .iter()
+                .map(|r| package_ref(&r.repo, &r.id))
+                .collect(),
+        })
+    }
+
+    fn purge_cache(&self, name: &str, selector: &Selector) -> Result<u64, EngineError> {
+        // No job cache exists yet: check the package is known and report nothing purged.
+        self.pm
+            .info(name, selector, None)
+            .map_err(|e| map_error(e, name, selector))?;
+        Ok(0)
+    }
+}
+
+/// An interactive runner job. The runner's handle needs `&mut` to write, so it sits behind a
+/// mutex; event waits are cut into short slices so writes and signals are not held up.
+struct RealJob {
+    handle: Mutex<runner::JobHandle>,
+}
+
+impl InteractiveJob for RealJob {
+    fn write_stdin(&self, data: &[u8]) -> Result<(), EngineError> {
+        let mut handle = self.handle.lock().unwrap_or_else(|e| e.into_inner());
+        handle
+            .write_stdin(data)
+            .map_err(|e| EngineError::internal("cannot write stdin", e))
+    }
+
+    fn close_stdin(&self) -> Result<(), EngineError> {
+        let mut handle = self.handle.lock().unwrap_or_else(|e| e.into_inner());
+        handle
+            .close_stdin()
+            .map_err(|e| EngineError::internal("cannot close stdin", e))
+    }
+
+    fn signal(&self, signal: i32) -> Result<(), EngineError> {
+        let mut handle = self.handle.lock().unwrap_or_else(|e| e.into_inner());
+        handle
+            .signal(signal)
+            .map_err(|e| EngineError::internal("cannot signal", e))
+    }
+
+    fn next_event(&self, timeout: Duration) -> Result<Option<JobEvent>, EngineError> {
+        let slice = timeout.min(Duration::from_millis(20));
+        let event = {
+            let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner());
+            handle.next_event(slice)
+        };
+        Ok(event.map(|event| match event {
+            runner::Event::Stage(s) => JobEvent::Stage(stage_name(s)),
+            runner::Event::Output { stream, data } => JobEvent::Output {
+                stream: match stream {
+                    runner::Stream::Stdout => OutputStream::Stdout,
+                    runner::Stream::Stderr => OutputStream::Stderr,
+                },
+                data,
+            },
+            runner::Event::Exit { stage: s, result } => JobEvent::Exit {
+                stage: stage_name(s),
+                outcome: stage(result),
+            },
+            runner::Event::Done(_) => JobEvent::Done,
+        }))
+    }
 }
