@@ -460,3 +460,73 @@ impl InteractiveJob for RealJob {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ppman::schema::{BuildFileRef, CachePolicy, Provide};
+
+    use super::*;
+
+    fn gcc() -> InstalledPackage {
+        let provide = |language: &str, aliases: &[&str], overrides: &[(&str, i64)]| Provide {
+            language: language.to_owned(),
+            aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+            limit_overrides: overrides
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+        };
+        InstalledPackage {
+            entry: IndexEntry {
+                name: "gcc".to_owned(),
+                version: "10.2.0".parse().unwrap(),
+                author: String::new(),
+                description: String::new(),
+                provides: vec![
+                    provide("c", &["gcc"], &[]),
+                    provide("c++", &["cpp", "g++"], &[("max_process_count", 128)]),
+                ],
+                dependencies: BTreeMap::new(),
+                limit_overrides: BTreeMap::from([
+                    ("compile_timeout".to_owned(), 15000),
+                    ("max_process_count".to_owned(), 32),
+                ]),
+                compiled: true,
+                cache: CachePolicy::Compiled,
+                size: 1,
+                sha256: String::new(),
+                url: String::new(),
+                signature: String::new(),
+                build_file: BuildFileRef {
+                    sha256: String::new(),
+                    url: String::new(),
+                },
+            },
+            repo: "local".to_owned(),
+            tree: PathBuf::from("/tmp/tree"),
+            layers: vec![PathBuf::from("/a"), PathBuf::from("/b")],
+            package_dir: "/piston/packages/gcc/10.2.0".to_owned(),
+            root: true,
+        }
+    }
+
+    #[test]
+    fn one_runtime_per_provided_language() {
+        let runtimes = runtimes_of(&Arc::new(gcc()));
+        let (c, _) = &runtimes[0];
+        let (cpp, package) = &runtimes[1];
+        assert_eq!((c.language.as_str(), c.runtime_field()), ("c", Some("gcc")));
+        assert_eq!(cpp.aliases, ["cpp", "g++"]);
+        assert!(cpp.compiled);
+        assert_eq!(
+            c.limit_overrides["max_process_count"], 32,
+            "package-wide value"
+        );
+        assert_eq!(
+            cpp.limit_overrides["max_process_count"], 128,
+            "the language's own wins"
+        );
+        assert_eq!(cpp.limit_overrides["compile_timeout"], 15000);
+        assert_eq!(package.layers.len(), 2);
+    }
+}

@@ -117,9 +117,14 @@ async fn execute(
     let started = Instant::now();
     let result = async {
         tracing::debug!(files = job.files.len(), "running");
-        let result = blocking(move || engine.execute(job)).await;
-        drop(slot);
-        result
+        // The slot moves into the blocking task: a client that hangs up does not free it while
+        // the job still runs.
+        blocking(move || {
+            let result = engine.execute(job);
+            drop(slot);
+            result
+        })
+        .await
     }
     .instrument(span.clone())
     .await;
