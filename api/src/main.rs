@@ -74,7 +74,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let engine = api::adapter::build(&config).context("cannot start the engine")?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.bind_address)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind_address))?;
@@ -83,7 +83,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         api::serve(listener, state, shutdown_signal())
             .await
             .context("server failed")
-    })
+    });
+    // Jobs still running after the shutdown bound are not waited for: their sandboxes die with
+    // the process.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }
 
 async fn shutdown_signal() {

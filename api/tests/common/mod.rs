@@ -46,6 +46,7 @@ impl Server {
                 .await
                 .unwrap();
             });
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
         });
         let addr = addr_rx.recv().unwrap();
         Self {
@@ -139,6 +140,23 @@ impl Server {
         let response = Self::agent().delete(self.url(path)).call().unwrap();
         let (status, text) = Self::finish(response);
         (status, serde_json::from_str(&text).unwrap())
+    }
+}
+
+impl Server {
+    /// Signals shutdown (as SIGTERM does) without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits until the server has stopped (without releasing held fake jobs).
+    pub fn join(&mut self) {
+        self.begin_shutdown();
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
     }
 }
 
