@@ -143,7 +143,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             bind_address: SocketAddr::from(([127, 0, 0, 1], 2000)),
-            data_directory: PathBuf::from("/piston"),
+            data_directory: PathBuf::from("/var/lib/piston"),
             log_level: LogLevel::Info,
             limits: GlobalLimits::default(),
             limit_overrides: BTreeMap::new(),
@@ -227,8 +227,8 @@ pub const OPTIONS: &[OptionDoc] = &[
     },
     OptionDoc {
         name: "data_directory",
-        default: "/piston",
-        doc: "ppman data directory",
+        default: "/var/lib/piston",
+        doc: "ppman data directory (shared with the ppman command)",
     },
     OptionDoc {
         name: "log_level",
