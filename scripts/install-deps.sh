@@ -5,6 +5,8 @@
 #   minisign        the stock verifier, used by tests to show interoperability
 #   util-linux      unshare, mount -o loop (loop devices that free themselves)
 #   curl            the demo in scripts/up.sh
+#   python3-pip     fetch.sh of registry-sourced packages (node, go, zig, deno, bun: PyPI wheels)
+#   npm             fetch.sh of typescript and coffeescript (npm registry)
 set -euo pipefail
 
 packages=(squashfs-tools debootstrap minisign util-linux curl ca-certificates)
@@ -12,6 +14,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Registry clients: whatever provides them (a distribution package or a toolchain manager) will do.
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -189,7 +189,12 @@ fn init(mut input: SpecInput, signals: &sys::SigSet) -> ! {
             sys::exit_now(1);
         }
         if sig != libc::SIGCHLD {
-            let _ = sys::kill(target, sig);
+            // The target leads its own session and process group (setsid): a signal goes to the
+            // whole group, so it reaches the program even when a `run` wrapper script started it
+            // as a child instead of exec'ing it.
+            if sys::kill(-target, sig).is_err() {
+                let _ = sys::kill(target, sig);
+            }
             continue;
         }
         // Reap everything that ended; orphans are re-parented to us.

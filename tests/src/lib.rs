@@ -116,3 +116,91 @@ fn serve(stream: TcpStream, root: &Path) -> std::io::Result<()> {
             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
     }
 }
+
+/// A ppman data directory in a temp dir with packages of the test repository installed from a
+/// [`StaticServer`] on loopback (the repository registered as `test`). Dropping it uninstalls
+/// everything and collects garbage, so no mount or loop device outlives a test.
+pub struct Installation {
+    pub pm: ppman::PackageManager,
+    pub data: tempfile::TempDir,
+    pub server: StaticServer,
+}
+
+impl Installation {
+    /// Installs `packages` (names, each its highest version) with their dependencies; `None`
+    /// when privileged tests cannot run here (see [`test_repo`]).
+    pub fn new(packages: &[&str]) -> Option<Self> {
+        let repo = test_repo()?;
+        let data = tempfile::Builder::new()
+            .prefix("piston-e2e-")
+            .tempdir()
+            .expect("temp data dir");
+        let server = StaticServer::start(&repo).expect("static server");
+        let pm = ppman::PackageManager::open(data.path()).expect("open data dir");
+        let key = std::fs::read_to_string(repo.join("piston.pub")).expect("repository public key");
+        pm.repo_add("test", &server.url, &key).expect("repo add");
+        pm.sync(None).expect("sync");
+        let requests: Vec<(String, ppman::Selector)> = packages
+            .iter()
+            .map(|p| ((*p).to_owned(), ppman::Selector::any()))
+            .collect();
+        if !requests.is_empty() {
+            pm.install_many(&requests, None).expect("install");
+        }
+        Some(Self { pm, data, server })
+    }
+
+    /// The installed runtime called `name`.
+    pub fn package(&self, name: &str) -> ppman::InstalledPackage {
+        self.pm
+            .installed()
+            .expect("installed packages")
+            .into_iter()
+            .find(|p| p.entry.name == name)
+            .unwrap_or_else(|| panic!("{name} is not installed"))
+    }
+}
+
+impl Drop for Installation {
+    fn drop(&mut self) {
+        if let Ok(installed) = self.pm.installed() {
+            for p in installed.iter().filter(|p| p.root) {
+                if let Ok(sel) = ppman::Selector::parse(&p.entry.version.to_string()) {
+                    let _ = self.pm.uninstall(&p.entry.name, &sel, true);
+                }
+            }
+        }
+        let _ = self.pm.gc();
+    }
+}
+
+/// Lines of `/proc/self/mountinfo` (the test's mount namespace) that mention `path`.
+pub fn mounts_under(path: &Path) -> Vec<String> {
+    let needle = path.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Loop devices whose backing file lies under `path`.
+pub fn loops_under(path: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        if let Ok(backing) = std::fs::read_to_string(e.path().join("loop/backing_file"))
+            && Path::new(backing.trim()).starts_with(path)
+        {
+            found.push(format!("/dev/{name} -> {}", backing.trim()));
+        }
+    }
+    found
+}
