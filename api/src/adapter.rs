@@ -56,12 +56,14 @@ pub fn build(config: &Config) -> Result<Arc<dyn Engine>, AdapterError> {
             "disable_networking=false is not supported by the runner yet; jobs have no network"
         );
     }
-    let runner_config = runner::RunnerConfig {
+    let mut runner_config = runner::RunnerConfig {
         uid_min: config.runner_uid_min,
         uid_max: config.runner_uid_max,
         gid_min: config.runner_gid_min,
+        work_dir: config.runner_work_directory.clone(),
         ..runner::RunnerConfig::default()
     };
+    runner_config.cgroup.name.clone_from(&config.runner_cgroup_name);
     let runner = runner::Runner::new(runner_config).map_err(AdapterError::Runner)?;
     let engine = RealEngine {
         pm,

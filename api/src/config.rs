@@ -135,6 +135,11 @@ pub struct Config {
     pub runner_uid_max: u32,
     pub runner_gid_min: u32,
     pub runner_gid_max: u32,
+    /// Name of the cgroup directory that groups this server's job cgroups. Servers sharing a
+    /// host need distinct names: each removes leftover job cgroups under its own at start-up.
+    pub runner_cgroup_name: String,
+    /// Where job directories live (host side). Also swept of leftovers at start-up.
+    pub runner_work_directory: PathBuf,
     /// Repository URL to register when ppman has none configured (Piston's `PISTON_REPO_URL`).
     pub repo_url: Option<String>,
 }
@@ -156,6 +161,8 @@ impl Default for Config {
             runner_uid_max: 1500,
             runner_gid_min: 1001,
             runner_gid_max: 1500,
+            runner_cgroup_name: "piston-runner".to_owned(),
+            runner_work_directory: PathBuf::from("/run/piston-runner"),
             repo_url: None,
         }
     }
@@ -336,6 +343,16 @@ pub const OPTIONS: &[OptionDoc] = &[
         doc: "last sandbox group id",
     },
     OptionDoc {
+        name: "runner_cgroup_name",
+        default: "piston-runner",
+        doc: "cgroup directory grouping this server's jobs (distinct per server on a host)",
+    },
+    OptionDoc {
+        name: "runner_work_directory",
+        default: "/run/piston-runner",
+        doc: "host directory of job directories (distinct per server on a host)",
+    },
+    OptionDoc {
         name: "repo_url",
         default: "(none)",
         doc: "index URL registered as repository `default` when ppman has none",
@@ -495,6 +512,27 @@ impl Config {
             "runner_uid_max" => self.runner_uid_max = parse_u32(value).map_err(invalid)?,
             "runner_gid_min" => self.runner_gid_min = parse_u32(value).map_err(invalid)?,
             "runner_gid_max" => self.runner_gid_max = parse_u32(value).map_err(invalid)?,
+            "runner_cgroup_name" => {
+                let name = value.trim();
+                if name.is_empty()
+                    || name.starts_with('.')
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                {
+                    return Err(invalid(
+                        "must be a non-empty name of letters, digits, '-', '_' and '.'".to_owned(),
+                    ));
+                }
+                self.runner_cgroup_name = name.to_owned();
+            }
+            "runner_work_directory" => {
+                let dir = PathBuf::from(value.trim());
+                if !dir.is_absolute() {
+                    return Err(invalid("must be an absolute path".to_owned()));
+                }
+                self.runner_work_directory = dir;
+            }
             "repo_url" => {
                 let url = value.trim();
                 if !(url.starts_with("http://")
