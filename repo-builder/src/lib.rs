@@ -95,6 +95,14 @@ pub enum Error {
     Index(#[source] ppman::schema::IndexError),
     #[error("{file} of {package} is named after no language the package provides")]
     TestLanguage { file: String, package: String },
+    #[error("cannot install {id} from this builder's index into a scratch data directory (run `repo-builder index` after a build with --no-index)")]
+    TestInstall {
+        id: String,
+        #[source]
+        source: ppman::Error,
+    },
+    #[error("the runner could not run the test job")]
+    TestRunner(#[source] runner::RunnerError),
     #[error("{id} has not been built yet")]
     NotBuilt { id: String },
 }
@@ -181,13 +189,12 @@ impl Builder {
                     .ok_or_else(|| Error::NotBuilt { id: layer.clone() })?,
             );
         }
-        let refs: Vec<&Built> = states.iter().collect();
         let recipe = self
             .recipes
             .values()
             .flat_map(|v| v.values())
             .find(|r| r.id() == id)
             .expect("planned recipes exist");
-        testrun::run_tests(&self.layout, &states[0], &refs, &recipe.dir)
+        testrun::run_tests(&self.layout, &states[0], &recipe.dir)
     }
 }

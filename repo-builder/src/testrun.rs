@@ -1,17 +1,23 @@
-//! `repo-builder test`: runs a built package's `test.*` files on its stack and expects `OK`.
-//!
-//! Until the runner's sandbox is wired in, each test runs chrooted into an overlay of the
-//! package's images with a throw-away tmpfs upper layer, in new mount, PID and network namespaces.
+//! `repo-builder test`: installs a built package into a scratch data directory with ppman (from
+//! this builder's own signed output, as any host would install it) and runs each of its `test.*`
+//! files as a job through the runner's sandbox; a test passes when it prints `OK`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use ppman::schema::package_dir;
+use ppman::{PackageManager, Selector};
+use runner::{JobFile, JobSpec, Limits, Runner, RunnerConfig};
 
 use crate::Error;
 use crate::build::Built;
 use crate::layout::Layout;
-use crate::shell::{StackScript, qp, quote};
+use crate::sign::PUBLIC_KEY_FILE;
+
+/// Sandbox user ids of test jobs: apart from a server's default range (1001–1500), so tests can
+/// run on a host that serves jobs.
+const TEST_UID_MIN: u32 = 61001;
+const TEST_UID_MAX: u32 = 61100;
+/// Groups this builder's job cgroups (leftovers under it are swept when a test run starts).
+const TEST_CGROUP: &str = "repo-builder-test";
 
 /// The result of one test file.
 #[derive(Debug, Clone)]
@@ -19,31 +25,57 @@ pub struct TestOutcome {
     pub file: String,
     pub language: String,
     pub passed: bool,
+    /// What the job printed (stdout, then stderr and the status when it failed).
     pub output: String,
 }
 
-/// Runs every `test.*` file of `pkg` (stack: `stack[0]` is the package, top-most first).
-pub fn run_tests(
-    layout: &Layout,
-    pkg: &Built,
-    stack: &[&Built],
-    build_dir: &Path,
-) -> Result<Vec<TestOutcome>, Error> {
-    let mut tests: Vec<PathBuf> = std::fs::read_dir(build_dir)
+/// Runs every `test.*` file in `build_dir` against `pkg`, installed from `layout`'s index.
+pub fn run_tests(layout: &Layout, pkg: &Built, build_dir: &Path) -> Result<Vec<TestOutcome>, Error> {
+    let tests = test_files(build_dir)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("repo-builder-test-")
+        .tempdir()
         .map_err(|source| Error::Io {
-            path: build_dir.to_owned(),
+            path: std::env::temp_dir(),
             source,
-        })?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("test."))
-        })
-        .collect();
-    tests.sort();
-    let pkg_dir = package_dir(&pkg.meta.name, &pkg.meta.version);
+        })?;
+    let id = format!("{}-{}", pkg.meta.name, pkg.meta.version);
+    let install = ScratchInstall::new(layout, scratch.path(), &pkg.meta.name, &pkg.meta.version)
+        .map_err(|source| Error::TestInstall {
+            id: id.clone(),
+            source,
+        })?;
+    let result = run_all(&install, pkg, &tests, scratch.path());
+    install.remove();
+    result
+}
+
+fn run_all(
+    install: &ScratchInstall,
+    pkg: &Built,
+    tests: &[PathBuf],
+    scratch: &Path,
+) -> Result<Vec<TestOutcome>, Error> {
+    let mut config = RunnerConfig {
+        work_dir: scratch.join("jobs"),
+        uid_min: TEST_UID_MIN,
+        uid_max: TEST_UID_MAX,
+        gid_min: TEST_UID_MIN,
+        warm_helpers: 0,
+        ..RunnerConfig::default()
+    };
+    config.cgroup.name = TEST_CGROUP.to_owned();
+    let runner = Runner::new(config).map_err(Error::TestRunner)?;
+    let installed = &install.package;
+    // Generous limits: a test shows the runtime works in the sandbox, not how fast it is.
+    let limits = Limits {
+        wall_timeout_ms: 120_000,
+        cpu_time_ms: 120_000,
+        memory_bytes: None,
+        max_processes: 256,
+        output_max_size: 1 << 20,
+        ..Limits::piston_run()
+    };
     let mut outcomes = Vec::new();
     for test in tests {
         let file = test
@@ -62,9 +94,42 @@ pub fn run_tests(
                 file: file.clone(),
                 package: pkg.meta.name.clone(),
             })?;
-        let output = run_one(layout, stack, &pkg_dir, &language, &test, pkg.compiled)?;
+        let content = std::fs::read(test).map_err(|source| Error::Io {
+            path: test.clone(),
+            source,
+        })?;
+        let job = JobSpec {
+            layers: installed.layers.clone(),
+            package_dir: PathBuf::from(&installed.package_dir),
+            language: language.clone(),
+            files: vec![JobFile {
+                name: file.clone(),
+                content,
+            }],
+            args: Vec::new(),
+            stdin: Vec::new(),
+            compile: pkg.compiled.then_some(limits),
+            run: limits,
+        };
+        let result = runner.run_job(&job).map_err(Error::TestRunner)?;
+        let run = &result.run;
+        let passed = run.code == Some(0) && run.stdout.trim() == "OK";
+        let mut output = run.stdout.clone();
+        if !passed {
+            output.push_str(&run.stderr);
+            output.push_str(&format!(
+                "[status {:?}, code {:?}, signal {:?}{}]\n",
+                run.status,
+                run.code,
+                run.signal,
+                run.message
+                    .as_deref()
+                    .map(|m| format!(", {m}"))
+                    .unwrap_or_default()
+            ));
+        }
         outcomes.push(TestOutcome {
-            passed: output.trim() == "OK",
+            passed,
             file,
             language,
             output,
@@ -73,87 +138,65 @@ pub fn run_tests(
     Ok(outcomes)
 }
 
-fn run_one(
-    layout: &Layout,
-    stack: &[&Built],
-    pkg_dir: &str,
-    language: &str,
-    test: &Path,
-    compiled: bool,
-) -> Result<String, Error> {
-    let scratch = tempfile::Builder::new()
-        .prefix("repo-builder-test-")
-        .tempdir()
+/// The `test.*` files of a build directory, sorted.
+fn test_files(build_dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut tests: Vec<PathBuf> = std::fs::read_dir(build_dir)
         .map_err(|source| Error::Io {
-            path: std::env::temp_dir(),
+            path: build_dir.to_owned(),
             source,
-        })?;
-    let s = scratch.path();
-    let images: Vec<PathBuf> = stack.iter().map(|b| layout.out.join(&b.image)).collect();
-    let rw = s.join("rw");
-    let upper = rw.join("upper");
-    let work = rw.join("work");
-    let merged = s.join("merged");
-    let mut script = String::from("set -eu\nmount --make-rprivate /\n");
-    script.push_str(&format!(
-        "mkdir -p {rw}\nmount -t tmpfs -o size=512m,mode=0755 tmpfs {rw}\nmkdir -p {u} {w}\n",
-        rw = qp(&rw),
-        u = qp(&upper),
-        w = qp(&work)
-    ));
-    let mut stack_script = StackScript::new(&images, &s.join("lower"), &upper, &work, &merged);
-    let file = test.file_name().and_then(|n| n.to_str()).unwrap_or("test");
-    let m = qp(&merged);
-    stack_script
-        .push(&format!(
-            "mkdir -p {m}/piston/jobs/test {m}/tmp && chmod 1777 {m}/tmp"
-        ))
-        .push(&format!(
-            "cp {} {m}/piston/jobs/test/{}",
-            qp(test),
-            quote(file)
-        ));
-    let steps = if compiled {
-        format!(
-            "bash {pkg}/compile {f} && bash {pkg}/run {f}",
-            pkg = quote(pkg_dir),
-            f = quote(file)
-        )
-    } else {
-        format!("bash {pkg}/run {f}", pkg = quote(pkg_dir), f = quote(file))
-    };
-    let inner = format!(
-        "cd {pkg} && if [ -f environment ]; then . ./environment; fi; cd /piston/jobs/test && {steps}",
-        pkg = quote(pkg_dir)
-    );
-    stack_script.push(&format!(
-        "exec chroot {m} /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp LANG=C.UTF-8 PISTON_LANGUAGE={lang} /bin/bash -c {inner}",
-        lang = quote(language),
-        inner = quote(&inner)
-    ));
-    script.push_str(stack_script.text());
-    let out = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--net",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--",
-        ])
-        .args(["timeout", "--kill-after=5", "120", "/bin/sh", "-c"])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| Error::Spawn {
-            what: "unshare".into(),
-            source,
-        })?;
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() || text.trim() != "OK" {
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("test."))
+        })
+        .collect();
+    tests.sort();
+    Ok(tests)
+}
+
+/// A package installed by ppman into a scratch data directory from the builder's output folder.
+struct ScratchInstall {
+    pm: PackageManager,
+    package: ppman::InstalledPackage,
+}
+
+impl ScratchInstall {
+    fn new(
+        layout: &Layout,
+        scratch: &Path,
+        name: &str,
+        version: &semver::Version,
+    ) -> Result<Self, ppman::Error> {
+        let pm = PackageManager::open(scratch.join("data"))?;
+        let key_path = layout.out.join(PUBLIC_KEY_FILE);
+        let key = std::fs::read_to_string(&key_path).map_err(ppman::Error::io("read", &key_path))?;
+        pm.repo_add("build", &layout.out.to_string_lossy(), &key)?;
+        pm.sync(None)?;
+        let selector = Selector::parse(&version.to_string())?;
+        pm.install(name, &selector)?;
+        let package = pm
+            .installed()?
+            .into_iter()
+            .find(|p| p.entry.name == name && &p.entry.version == version)
+            .ok_or_else(|| ppman::Error::NotInstalled {
+                name: name.to_owned(),
+                selector: version.to_string(),
+            })?;
+        Ok(Self { pm, package })
     }
-    Ok(text)
+
+    /// Uninstalls everything (unmounting the images) before the scratch directory goes.
+    fn remove(self) {
+        let selector = Selector::parse(&self.package.entry.version.to_string())
+            .unwrap_or_else(|_| Selector::any());
+        if let Err(e) = self.pm.uninstall(&self.package.entry.name, &selector, true) {
+            tracing::warn!(error = %e, "scratch uninstall failed");
+        }
+        if let Err(e) = self.pm.gc() {
+            tracing::warn!(error = %e, "scratch gc failed");
+        }
+    }
 }

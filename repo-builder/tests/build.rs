@@ -144,14 +144,15 @@ fn builds_signs_indexes_and_is_reproducible() {
         "a changed base rebuilds its dependents"
     );
 
-    // The test command runs test.* files on the package's stack.
-    let outcomes = builder.test(&"hello".parse::<Request>().unwrap()).unwrap();
-    assert_eq!(outcomes.len(), 2);
-    assert!(outcomes.iter().all(|t| t.passed), "{outcomes:?}");
-
     // A new index version is higher than the previous one; publish gives a static tree.
     let v2 = index::write_index(&builder.layout, &signer, 30).unwrap();
     assert!(v2.version > idx.version);
+
+    // The test command installs the package from that index with ppman into a scratch data
+    // directory and runs its test.* files through the runner's sandbox.
+    let outcomes = builder.test(&"hello".parse::<Request>().unwrap()).unwrap();
+    assert_eq!(outcomes.len(), 2);
+    assert!(outcomes.iter().all(|t| t.passed), "{outcomes:?}");
     let public = tmp.path().join("public");
     assert_eq!(index::publish(&builder.layout, &public).unwrap(), 2);
     assert!(public.join(INDEX_FILE).is_file() && public.join(&hello.build_file.url).is_dir());
