@@ -14,7 +14,7 @@ while (($#)); do
   esac
 done
 scripts/install-deps.sh
-cargo build --release -p repo-builder
+cargo build --release -p repo-builder -p runner   # runner: piston-sandbox, for `repo-builder test`
 RB=target/release/repo-builder
 [ -f out/keys/piston.key ] || "$RB" keygen
 "$RB" build "${args[@]}"
