@@ -69,6 +69,7 @@ pub fn build(config: &Config) -> Result<Arc<dyn Engine>, AdapterError> {
         pm,
         runner,
         installed: RwLock::new(Vec::new()),
+        seen: Mutex::new(None),
     };
     engine.refresh().map_err(AdapterError::Installed)?;
     Ok(Arc::new(engine))
@@ -78,6 +79,32 @@ struct RealEngine {
     pm: PackageManager,
     runner: runner::Runner,
     installed: RwLock<Vec<(Runtime, Arc<InstalledPackage>)>>,
+    /// Identity of the ppman state file the list was read from: the `ppman` command may install
+    /// or uninstall while the server runs, and every change replaces the file (a new inode).
+    seen: Mutex<Option<StateStamp>>,
+}
+
+/// What tells one version of the state file from another: it is replaced by rename, so its inode
+/// changes with every commit (mtime and size guard against inode reuse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StateStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl StateStamp {
+    fn of(path: &std::path::Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        })
+    }
 }
 
 fn runtimes_of(package: &Arc<InstalledPackage>) -> Vec<(Runtime, Arc<InstalledPackage>)> {
@@ -194,6 +221,7 @@ fn summary(repo: &str, entry: &IndexEntry, installed: bool) -> PackageSummary {
 
 impl RealEngine {
     fn refresh(&self) -> Result<(), ppman::Error> {
+        let stamp = StateStamp::of(&self.pm.state_path());
         let installed = self.pm.installed()?;
         let runtimes = installed
             .into_iter()
@@ -201,10 +229,24 @@ impl RealEngine {
             .flat_map(|p| runtimes_of(&p))
             .collect();
         *self.installed.write().unwrap_or_else(|e| e.into_inner()) = runtimes;
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
         Ok(())
     }
 
+    /// Re-reads the installed runtimes when the state file changed since they were read (a
+    /// `ppman install` next to the running server): one `stat` per request otherwise.
+    fn refresh_if_changed(&self) {
+        let now = StateStamp::of(&self.pm.state_path());
+        if *self.seen.lock().unwrap_or_else(|e| e.into_inner()) == now {
+            return;
+        }
+        if let Err(e) = self.refresh() {
+            tracing::warn!(error = %e, "cannot re-read the installed packages");
+        }
+    }
+
     fn spec(&self, job: JobRequest) -> Result<runner::JobSpec, EngineError> {
+        self.refresh_if_changed();
         let installed = self.installed.read().unwrap_or_else(|e| e.into_inner());
         let package = installed
             .iter()
@@ -240,6 +282,7 @@ impl RealEngine {
 
 impl Engine for RealEngine {
     fn runtimes(&self) -> Vec<Runtime> {
+        self.refresh_if_changed();
         let installed = self.installed.read().unwrap_or_else(|e| e.into_inner());
         installed.iter().map(|(rt, _)| rt.clone()).collect()
     }
