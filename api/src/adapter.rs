@@ -46,10 +46,8 @@ pub fn build(config: &Config) -> Result<Arc<dyn Engine>, AdapterError> {
         })?;
     let report = pm.reconcile().map_err(AdapterError::Reconcile)?;
     tracing::info!(?report, "package mounts reconciled");
-    if config.repo_url.is_some() {
-        tracing::warn!(
-            "repo_url is ignored: repositories need a signing key; add them with `ppman repo add`"
-        );
+    if let Some(url) = &config.repo_url {
+        register_default_repo(&pm, url, config.repo_key.as_deref());
     }
     if !config.disable_networking {
         tracing::warn!(
@@ -63,7 +61,10 @@ pub fn build(config: &Config) -> Result<Arc<dyn Engine>, AdapterError> {
         work_dir: config.runner_work_directory.clone(),
         ..runner::RunnerConfig::default()
     };
-    runner_config.cgroup.name.clone_from(&config.runner_cgroup_name);
+    runner_config
+        .cgroup
+        .name
+        .clone_from(&config.runner_cgroup_name);
     let runner = runner::Runner::new(runner_config).map_err(AdapterError::Runner)?;
     let engine = RealEngine {
         pm,
@@ -73,6 +74,36 @@ pub fn build(config: &Config) -> Result<Arc<dyn Engine>, AdapterError> {
     };
     engine.refresh().map_err(AdapterError::Installed)?;
     Ok(Arc::new(engine))
+}
+
+/// Piston's `PISTON_REPO_URL`: registers the repository as `default` when ppman has none, and
+/// syncs it. Problems are logged, not fatal: the server still serves what is installed.
+fn register_default_repo(pm: &PackageManager, url: &str, key: Option<&str>) {
+    match pm.repos() {
+        Ok(repos) if !repos.is_empty() => {
+            tracing::info!("repo_url not registered: ppman already has repositories");
+            return;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list repositories; repo_url not registered");
+            return;
+        }
+    }
+    let Some(key) = key else {
+        tracing::warn!(
+            "repo_url is not registered: set repo_key (PISTON_REPO_KEY) to its minisign public key"
+        );
+        return;
+    };
+    if let Err(e) = pm.repo_add("default", url, key) {
+        tracing::warn!(error = %e, url, "cannot register repo_url");
+        return;
+    }
+    match pm.sync(Some("default")) {
+        Ok(_) => tracing::info!(url, "registered and synced repository default"),
+        Err(e) => tracing::warn!(error = %e, url, "repository default registered but not synced"),
+    }
 }
 
 struct RealEngine {

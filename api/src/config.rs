@@ -142,6 +142,9 @@ pub struct Config {
     pub runner_work_directory: PathBuf,
     /// Repository URL to register when ppman has none configured (Piston's `PISTON_REPO_URL`).
     pub repo_url: Option<String>,
+    /// The minisign public key of `repo_url` (base64 or the text of a `.pub` file): required,
+    /// since ppman only trusts signed indexes.
+    pub repo_key: Option<String>,
 }
 
 impl Default for Config {
@@ -164,6 +167,7 @@ impl Default for Config {
             runner_cgroup_name: "piston-runner".to_owned(),
             runner_work_directory: PathBuf::from("/run/piston-runner"),
             repo_url: None,
+            repo_key: None,
         }
     }
 }
@@ -357,6 +361,11 @@ pub const OPTIONS: &[OptionDoc] = &[
         default: "(none)",
         doc: "index URL registered as repository `default` when ppman has none",
     },
+    OptionDoc {
+        name: "repo_key",
+        default: "(none)",
+        doc: "minisign public key of repo_url (needed to register it)",
+    },
 ];
 
 /// The environment variable of an option.
@@ -533,14 +542,23 @@ impl Config {
                 }
                 self.runner_work_directory = dir;
             }
+            "repo_key" => {
+                let key = value.trim();
+                if key.is_empty() {
+                    return Err(invalid("must be a minisign public key".to_owned()));
+                }
+                self.repo_key = Some(key.to_owned());
+            }
             "repo_url" => {
                 let url = value.trim();
                 if !(url.starts_with("http://")
                     || url.starts_with("https://")
-                    || url.starts_with("file://"))
+                    || url.starts_with("file://")
+                    || url.starts_with('/'))
                 {
                     return Err(invalid(
-                        "must be an http://, https:// or file:// URL".to_owned(),
+                        "must be an http://, https:// or file:// URL or an absolute path"
+                            .to_owned(),
                     ));
                 }
                 self.repo_url = Some(url.to_owned());

@@ -95,7 +95,9 @@ pub enum Error {
     Index(#[source] ppman::schema::IndexError),
     #[error("{file} of {package} is named after no language the package provides")]
     TestLanguage { file: String, package: String },
-    #[error("cannot install {id} from this builder's index into a scratch data directory (run `repo-builder index` after a build with --no-index)")]
+    #[error(
+        "cannot install {id} from this builder's index into a scratch data directory (run `repo-builder index` after a build with --no-index)"
+    )]
     TestInstall {
         id: String,
         #[source]

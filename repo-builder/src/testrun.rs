@@ -30,7 +30,11 @@ pub struct TestOutcome {
 }
 
 /// Runs every `test.*` file in `build_dir` against `pkg`, installed from `layout`'s index.
-pub fn run_tests(layout: &Layout, pkg: &Built, build_dir: &Path) -> Result<Vec<TestOutcome>, Error> {
+pub fn run_tests(
+    layout: &Layout,
+    pkg: &Built,
+    build_dir: &Path,
+) -> Result<Vec<TestOutcome>, Error> {
     let tests = test_files(build_dir)?;
     let scratch = tempfile::Builder::new()
         .prefix("repo-builder-test-")
@@ -172,7 +176,8 @@ impl ScratchInstall {
     ) -> Result<Self, ppman::Error> {
         let pm = PackageManager::open(scratch.join("data"))?;
         let key_path = layout.out.join(PUBLIC_KEY_FILE);
-        let key = std::fs::read_to_string(&key_path).map_err(ppman::Error::io("read", &key_path))?;
+        let key =
+            std::fs::read_to_string(&key_path).map_err(ppman::Error::io("read", &key_path))?;
         pm.repo_add("build", &layout.out.to_string_lossy(), &key)?;
         pm.sync(None)?;
         let selector = Selector::parse(&version.to_string())?;
