@@ -2,6 +2,7 @@
 //! this builder's own signed output, as any host would install it) and runs each of its `test.*`
 //! files as a job through the runner's sandbox; a test passes when it prints `OK`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ppman::{PackageManager, Selector};
@@ -71,15 +72,6 @@ fn run_all(
     config.cgroup.name = TEST_CGROUP.to_owned();
     let runner = Runner::new(config).map_err(Error::TestRunner)?;
     let installed = &install.package;
-    // Generous limits: a test shows the runtime works in the sandbox, not how fast it is.
-    let limits = Limits {
-        wall_timeout_ms: 120_000,
-        cpu_time_ms: 120_000,
-        memory_bytes: None,
-        max_processes: 256,
-        output_max_size: 1 << 20,
-        ..Limits::piston_run()
-    };
     let mut outcomes = Vec::new();
     for test in tests {
         let file = test
@@ -88,16 +80,20 @@ fn run_all(
             .unwrap_or_default()
             .to_owned();
         let ext = file.trim_start_matches("test.");
-        let language = pkg
+        let provide = pkg
             .meta
             .provides
             .iter()
             .find(|p| p.language == ext || p.aliases.iter().any(|a| a == ext))
-            .map(|p| p.language.clone())
             .ok_or_else(|| Error::TestLanguage {
                 file: file.clone(),
                 package: pkg.meta.name.clone(),
             })?;
+        let language = provide.language.clone();
+        // The language's overrides win over the package's, as in the server.
+        let mut overrides = installed.entry.limit_overrides.clone();
+        overrides.extend(provide.limit_overrides.clone());
+        let (compile_limits, run_limits) = test_limits(&overrides);
         let content = std::fs::read(test).map_err(|source| Error::Io {
             path: test.clone(),
             source,
@@ -112,8 +108,8 @@ fn run_all(
             }],
             args: Vec::new(),
             stdin: Vec::new(),
-            compile: pkg.compiled.then_some(limits),
-            run: limits,
+            compile: pkg.compiled.then_some(compile_limits),
+            run: run_limits,
         };
         let result = runner.run_job(&job).map_err(Error::TestRunner)?;
         let run = &result.run;
@@ -140,6 +136,40 @@ fn run_all(
         });
     }
     Ok(outcomes)
+}
+
+/// A test runs under the limits a server gives the package by default: Piston's defaults with the
+/// package's own overrides (so a runtime that needs more processes, a bigger file or more output
+/// must say so in its `package.toml`), except that time limits are at least two minutes: a test
+/// shows the runtime works in the sandbox, not how fast a loaded build host runs it.
+fn test_limits(overrides: &BTreeMap<String, i64>) -> (Limits, Limits) {
+    const MIN_TIME_MS: u64 = 120_000;
+    let get = |key: &str| overrides.get(key).copied().filter(|v| *v != 0);
+    let stage = |base: Limits, stage: &str| {
+        let ms = |key: &str, default: u64| {
+            get(&format!("{stage}_{key}"))
+                .map_or(default, |v| v.max(0) as u64)
+                .max(MIN_TIME_MS)
+        };
+        Limits {
+            wall_timeout_ms: ms("timeout", base.wall_timeout_ms),
+            cpu_time_ms: ms("cpu_time", base.cpu_time_ms),
+            memory_bytes: match get(&format!("{stage}_memory_limit")) {
+                Some(v) if v > 0 => Some(v as u64),
+                Some(_) => None,
+                None => base.memory_bytes,
+            },
+            max_processes: get("max_process_count").map_or(base.max_processes, |v| v.max(1) as u64),
+            max_open_files: get("max_open_files").map_or(base.max_open_files, |v| v.max(1) as u64),
+            max_file_size: get("max_file_size").map_or(base.max_file_size, |v| v.max(0) as u64),
+            output_max_size: get("output_max_size")
+                .map_or(base.output_max_size, |v| v.max(0) as u64),
+        }
+    };
+    (
+        stage(Limits::piston_compile(), "compile"),
+        stage(Limits::piston_run(), "run"),
+    )
 }
 
 /// The `test.*` files of a build directory, sorted.
