@@ -630,7 +630,7 @@ fn many_jobs_leave_nothing_behind() {
     let n: usize = std::env::var("PISTON_RUNNER_LEAK_JOBS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(1000);
     let spec = ProcessSpec {
         argv: vec!["/bin/sh".into(), "-c".into(), "sleep 1000 & echo $$".into()],
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
