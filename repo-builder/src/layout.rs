@@ -16,8 +16,13 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// `out` is made absolute: build steps run in other directories (debootstrap changes its
+    /// own), so a relative `out/repo` would point elsewhere.
     pub fn new(out: impl Into<PathBuf>) -> Self {
-        Self { out: out.into() }
+        let out = out.into();
+        Self {
+            out: std::path::absolute(&out).unwrap_or(out),
+        }
     }
     fn private(&self) -> PathBuf {
         self.out.join(".builder")

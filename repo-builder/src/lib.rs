@@ -141,8 +141,9 @@ impl Builder {
         out: PathBuf,
         options: ImageOptions,
     ) -> Result<Self, Error> {
+        let repository = std::path::absolute(repository).unwrap_or_else(|_| repository.to_owned());
         Ok(Self {
-            recipes: recipe::load_all(repository)?,
+            recipes: recipe::load_all(&repository)?,
             layout: Layout::new(out),
             options,
         })
