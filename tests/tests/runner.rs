@@ -921,3 +921,57 @@ fn hundreds_of_bash_jobs_leave_nothing_behind() {
     assert_eq!(host_procs_with("sleep 630"), Vec::<String>::new());
     drop((inst, work_tmp));
 }
+
+/// ppman detaches an uninstalled runtime lazily: a job running on it keeps its view (it still
+/// loads modules it had not touched) and ends normally; the images' loop devices go with the
+/// last job; a new job on the removed layers fails cleanly.
+#[test]
+fn a_job_outlives_the_uninstall_of_its_runtime() {
+    let Some(e) = env(&["python"]) else {
+        return;
+    };
+    let py = e.package("python");
+    let data = e.inst.data.path().to_path_buf();
+    let program = "import sys\nprint('ready', flush=True)\nsys.stdin.readline()\n\
+                   import decimal, json, sqlite3\n\
+                   print(json.dumps(str(decimal.Decimal(42))), sqlite3.sqlite_version_info >= (3,))\n";
+    let mut h = e
+        .runner
+        .start_job(job(&py, "python", "main.py", program, limits()))
+        .unwrap();
+    wait_for(&h, "ready");
+    let version = ppman::Selector::parse(&py.entry.version.to_string()).unwrap();
+    let outcome = e.inst.pm.uninstall("python", &version, false).unwrap();
+    assert_eq!(outcome.removed.len(), 2, "python and base: {outcome:?}");
+    assert_eq!(e2e::mounts_under(&data), Vec::<String>::new());
+    assert_eq!(
+        e2e::loops_under(&data).len(),
+        py.layers.len(),
+        "the running job still holds the images"
+    );
+    h.write_stdin(b"go\n").unwrap();
+    let (r, _) = finish(&h, Duration::from_secs(30));
+    assert_eq!(
+        (r.run.status, r.run.stdout.as_str()),
+        (None, "ready\n\"42\" True\n"),
+        "{r:?}"
+    );
+    drop(h);
+    e.runner.flush();
+    let until = Instant::now() + Duration::from_secs(5);
+    while !e2e::loops_under(&data).is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(e2e::loops_under(&data), Vec::<String>::new());
+    let r = e
+        .runner
+        .run_job(&job(&py, "python", "main.py", "print('hi')", limits()))
+        .unwrap()
+        .run;
+    let message = r.message.clone().unwrap_or_default();
+    assert_eq!(r.status, Some(Status::XX), "{r:?}");
+    assert!(
+        message.contains("mount overlay") && message.contains(&*py.layers[0].to_string_lossy()),
+        "{r:?}"
+    );
+}
