@@ -1,6 +1,10 @@
 //! Runner jobs on the real images repo-builder built (scripts/test.sh), installed by ppman: each
 //! package's `test.*` files, Python under real limits, C++ compile and run, signals through the
-//! `run` wrappers, and nothing left behind after hundreds of jobs.
+//! `run` wrappers, a job outliving its runtime's uninstall, and nothing left behind after
+//! hundreds of jobs.
+//!
+//! The runner's helper, `piston-sandbox`, is another package's binary, which `cargo test -p e2e`
+//! does not build: `cargo build --workspace` first (scripts/test.sh does).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -231,7 +235,7 @@ fn cgroup_bases() -> Vec<PathBuf> {
         .collect()
 }
 
-/// Collects a started job's events until it is done (or `timeout`), the output by stream.
+/// Waits for a started job's result (at most `timeout`); also returns the events before it.
 fn finish(h: &JobHandle, timeout: Duration) -> (JobResult, Vec<Event>) {
     let until = Instant::now() + timeout;
     let mut events = Vec::new();
