@@ -71,10 +71,19 @@ fn chroot(tree: &Path, argv: &[&str]) -> Output {
         .expect("run chroot")
 }
 
+/// Runs the package's `run` script inside its tree with `args`, the way a run stage does: the
+/// package's `environment` sourced in its directory first.
+fn run_in_tree(tree: &Path, package_dir: &str, args: &[&str]) -> Output {
+    let script = "cd -- \"$1\" && if [ -f ./environment ]; then . ./environment; fi; \
+                  cd /tmp && s=\"$1/run\" && shift && exec /bin/bash \"$s\" \"$@\"";
+    let mut argv = vec!["/bin/bash", "-c", script, "stage", package_dir];
+    argv.extend_from_slice(args);
+    chroot(tree, &argv)
+}
+
 /// Runs Python's `print(6*7)` through the package's own `run` script inside its tree.
 fn python_prints_42(tree: &Path, package_dir: &str) -> Result<(), String> {
-    let run = format!("{package_dir}/run");
-    let out = chroot(tree, &["/bin/bash", &run, "-c", "print(6*7)"]);
+    let out = run_in_tree(tree, package_dir, &["-c", "print(6*7)"]);
     if out.status.success() && out.stdout == b"42\n" {
         Ok(())
     } else {
@@ -557,4 +566,96 @@ fn reconcile_rebuilds_the_mounts_after_a_simulated_reboot() {
     );
     drop(inst);
     assert_nothing_mounted(&data);
+}
+
+/// Three `ppman install` processes at once on one data directory, from a repository that is a
+/// plain local folder (as on an air-gapped host): all succeed, the shared base is stored and
+/// mounted once, every runtime runs; base stays while anything needs it.
+#[test]
+fn concurrent_installs_from_a_local_folder_share_one_base() {
+    let Some(repo) = test_repo() else {
+        return;
+    };
+    let index = index(&repo);
+    let tmp = tempfile::Builder::new()
+        .prefix("piston-e2e-concurrent-")
+        .tempdir()
+        .unwrap();
+    let data = tmp.path();
+    let _cleanup = UninstallAll(data.to_owned());
+    let key = repo.join("piston.pub");
+    ppman_ok(
+        data,
+        &[
+            "repo",
+            "add",
+            "local",
+            repo.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    ppman_ok(data, &["sync"]);
+    let wanted = ["python", "gcc", "node"];
+    let outputs: Vec<Output> = std::thread::scope(|s| {
+        let handles: Vec<_> = wanted
+            .iter()
+            .map(|p| s.spawn(move || ppman(data, &["install", p])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (p, out) in wanted.iter().zip(&outputs) {
+        assert!(out.status.success(), "install {p}: {out:?}");
+        let v = &index_entry(&index, p).version;
+        assert!(
+            text(&out.stdout).contains(&format!("installed {p} {v}")),
+            "{p}: {out:?}"
+        );
+    }
+    let pm = PackageManager::open(data).unwrap();
+    let installed = pm.installed().unwrap();
+    let mut names: Vec<&str> = installed.iter().map(|p| p.entry.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["base", "gcc", "node", "python"]);
+    // One image file, one mount and one loop device per package; none of a replaced file.
+    assert_eq!(files_in(&pm.root().join("images")).len(), 4);
+    let loops = loops_under(data);
+    assert_eq!(loops.len(), 4, "{loops:?}");
+    assert!(!loops.iter().any(|l| l.ends_with("(deleted)")), "{loops:?}");
+    let base_layer = &installed
+        .iter()
+        .find(|p| p.entry.name == "base")
+        .unwrap()
+        .layers[0];
+    for p in &installed {
+        assert_eq!(p.layers.last(), Some(base_layer), "{p:?}");
+    }
+
+    let pkg = |name: &str| installed.iter().find(|p| p.entry.name == name).unwrap();
+    let python = pkg("python");
+    python_prints_42(&python.tree, &python.package_dir).expect("python runs");
+    let node = pkg("node");
+    let out = run_in_tree(&node.tree, &node.package_dir, &["-e", "console.log(6*7)"]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout).as_str()),
+        (Some(0), "42\n"),
+        "{out:?}"
+    );
+
+    // base goes only with the last package that needs it.
+    for (i, p) in wanted.iter().enumerate() {
+        let out = ppman_ok(data, &["uninstall", p]);
+        let last = i == wanted.len() - 1;
+        assert_eq!(out.contains("removed base"), last, "uninstall {p}: {out}");
+        let still: Vec<String> = pm
+            .installed()
+            .unwrap()
+            .iter()
+            .map(|p| p.entry.name.clone())
+            .collect();
+        assert_eq!(still.contains(&"base".to_owned()), !last, "{still:?}");
+    }
+    ppman_ok(data, &["gc"]);
+    assert_nothing_mounted(data);
+    assert_eq!(files_in(&pm.root().join("images")), Vec::<String>::new());
 }
