@@ -721,6 +721,8 @@ enum Cmd {
     Stdin(Vec<u8>),
     CloseStdin,
     Signal(i32),
+    /// The handle is gone: kill the job, run no further stage.
+    Abort,
 }
 
 /// Talks to a job started with [`Runner::start_job`]. Dropping it kills the job.
@@ -750,7 +752,8 @@ impl JobHandle {
         self.send(Cmd::CloseStdin)
     }
 
-    /// Sends a signal (number) to the current stage's program.
+    /// Sends a signal (number) to the current stage's program. SIGKILL kills it: the stage
+    /// ends with status SG and signal SIGKILL, and a killed compile stage ends the job.
     pub fn signal(&mut self, sig: i32) -> Result<(), RunnerError> {
         self.send(Cmd::Signal(sig))
     }
@@ -763,7 +766,7 @@ impl JobHandle {
 
 impl Drop for JobHandle {
     fn drop(&mut self) {
-        let _ = self.cmds.send(Cmd::Signal(libc::SIGKILL));
+        let _ = self.cmds.send(Cmd::Abort);
         let _ = self.wake.write(&[1]);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -821,7 +824,9 @@ fn drive_job(
                         match cmds.try_recv() {
                             Ok(Cmd::Stdin(d)) => p.write_stdin(&d),
                             Ok(Cmd::CloseStdin) => p.close_stdin(),
-                            Ok(Cmd::Signal(libc::SIGKILL)) => aborted = true,
+                            Ok(Cmd::Abort) => aborted = true,
+                            // SIGKILL included: the stage ends killed by the caller's signal
+                            // (SG), not by a limit.
                             Ok(Cmd::Signal(s)) => {
                                 let _ = p.signal(s);
                             }

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::cgroup::{CgroupLimits, CpuUsage, JobCgroup};
@@ -94,6 +95,9 @@ pub struct Process {
     stdout_overflow: bool,
     stderr_overflow: bool,
     killed: Option<KillReason>,
+    /// The caller sent SIGKILL ([`Process::signal`]): init dies without a report, and the
+    /// program is reported killed by that signal (not as an internal error).
+    sigkill_sent: AtomicBool,
     emit: bool,
     events: VecDeque<ProcessEvent>,
     finished: bool,
@@ -185,6 +189,7 @@ impl Process {
             stdout_overflow: false,
             stderr_overflow: false,
             killed: None,
+            sigkill_sent: AtomicBool::new(false),
             emit,
             events: VecDeque::new(),
             finished: false,
@@ -252,6 +257,7 @@ impl Process {
         }
         if sig == libc::SIGKILL {
             // Through the helper, which reaps the job's init (see `kill`).
+            self.sigkill_sent.store(true, Ordering::Relaxed);
             return sys::sigqueue(self.helper_pid, sys::KILL_REQUEST_SIGNAL, sys::KILL_REQUEST);
         }
         sys::kill(self.helper_pid, sig)
@@ -604,7 +610,8 @@ impl Process {
                 }
             }
             _ => {
-                if self.killed.is_some() || verdict.oom {
+                if self.killed.is_some() || verdict.oom || self.sigkill_sent.load(Ordering::Relaxed)
+                {
                     verdict.signal = Some(libc::SIGKILL);
                 }
             }
