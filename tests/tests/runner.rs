@@ -781,7 +781,8 @@ int main(int argc, char **argv) {
 }
 
 /// Signals sent to an interactive job reach Python itself, through the package's `run` wrapper
-/// (which execs it), and Python's children too (init signals the whole process group).
+/// (which execs it), and Python's children too (init signals the whole process group); a
+/// SIGKILL is reported as such.
 #[test]
 fn signals_reach_python_through_the_run_wrapper() {
     let Some(e) = env(&["python"]) else {
@@ -854,6 +855,32 @@ while True:
             "{r:?}"
         );
     }
+    // SIGKILL cannot be caught: the program dies of it, and that is what the result says (not
+    // a time limit, not an internal error).
+    let mut spec = job(&py, "python", "main.py", program, limits());
+    spec.args = vec!["parent".into()];
+    let mut h = e.runner.start_job(spec).unwrap();
+    wait_for(&h, "ready");
+    h.signal(number("SIGKILL")).unwrap();
+    let (r, _) = finish(&h, Duration::from_secs(30));
+    assert_eq!(
+        (
+            r.run.status,
+            r.run.signal.as_deref(),
+            r.run.message.as_deref(),
+            r.run.kill_reason,
+            r.run.code
+        ),
+        (
+            Some(Status::SG),
+            Some("SIGKILL"),
+            Some("Caught fatal signal 9"),
+            None,
+            None
+        ),
+        "{r:?}"
+    );
+    assert!(r.run.wall_time_ms < 10_000, "{r:?}");
 }
 
 /// Hundreds of jobs on the real bash image — plain ones, ones leaving a daemon behind,
