@@ -778,6 +778,52 @@ int main(int argc, char **argv) {
     assert_eq!(r.run.stdout, "sum=42 args=one,two words\n", "{r:?}");
     assert_eq!(r.run.stderr, "to stderr\n");
     assert_eq!((r.run.code, r.run.status), (Some(7), Some(Status::RE)));
+
+    // Interactively (the WebSocket's way): compile, then a conversation with the program.
+    let echo = "#include <iostream>\n#include <string>\n\
+                int main() { std::string l; while (std::getline(std::cin, l)) \
+                std::cout << \"got \" << l << std::endl; std::cout << \"bye\" << std::endl; }\n";
+    let mut spec = job(&gcc, "c++", "main.cpp", echo, limits());
+    spec.stdin = b"first\n".to_vec();
+    let mut h = e.runner.start_job(spec).unwrap();
+    assert_eq!(
+        h.next_event(Duration::from_secs(30)),
+        Some(Event::Stage(Stage::Compile))
+    );
+    wait_for(&h, "got first\n");
+    h.write_stdin(b"second\n").unwrap();
+    wait_for(&h, "got second\n");
+    h.close_stdin().unwrap();
+    let (r, _) = finish(&h, Duration::from_secs(30));
+    assert!(
+        r.compile.as_ref().is_some_and(StageResult::succeeded),
+        "{r:?}"
+    );
+    assert_eq!(r.run.stdout, "got first\ngot second\nbye\n", "{r:?}");
+    assert_eq!((r.run.code, r.run.status), (Some(0), None));
+
+    // A SIGKILL while compiling ends the job there: no run stage.
+    let mut h = e
+        .runner
+        .start_job(job(&gcc, "c++", "main.cpp", echo, limits()))
+        .unwrap();
+    assert_eq!(
+        h.next_event(Duration::from_secs(30)),
+        Some(Event::Stage(Stage::Compile))
+    );
+    h.signal(runner::signal_number("SIGKILL").unwrap()).unwrap();
+    let (r, events) = finish(&h, Duration::from_secs(30));
+    let compile = r.compile.as_ref().expect("a compile stage");
+    assert_eq!(
+        (compile.status, compile.signal.as_deref()),
+        (Some(Status::SG), Some("SIGKILL")),
+        "{r:?}"
+    );
+    assert_eq!(&r.run, compile);
+    assert!(
+        !events.contains(&Event::Stage(Stage::Run)),
+        "a run stage started: {events:?}"
+    );
 }
 
 /// Signals sent to an interactive job reach Python itself, through the package's `run` wrapper
