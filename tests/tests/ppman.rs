@@ -659,3 +659,167 @@ fn concurrent_installs_from_a_local_folder_share_one_base() {
     assert_nothing_mounted(data);
     assert_eq!(files_in(&pm.root().join("images")), Vec::<String>::new());
 }
+
+/// `ppman install` killed (SIGKILL) in the middle of a download: nothing is installed or
+/// mounted, the partial download is left for `gc`, which removes it; the next install works.
+/// The image is served from a FIFO in a local-folder repository, so the test decides when the
+/// download stalls.
+#[test]
+fn an_install_killed_mid_download_leaves_only_a_partial_file_that_gc_removes() {
+    let Some(repo) = test_repo() else {
+        return;
+    };
+    let index = index(&repo);
+    let python = index_entry(&index, "python");
+    let base = index_entry(&index, "base");
+    let copy = tempfile::Builder::new()
+        .prefix("piston-e2e-fifo-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir(copy.path().join("images")).unwrap();
+    for f in ["index.json", "index.json.minisig", "piston.pub", &base.url] {
+        std::fs::copy(repo.join(f), copy.path().join(f)).unwrap();
+    }
+    let fifo = copy.path().join(&python.url);
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success(), "mkfifo");
+    let tmp = tempfile::Builder::new()
+        .prefix("piston-e2e-killed-")
+        .tempdir()
+        .unwrap();
+    let data = tmp.path();
+    let _cleanup = UninstallAll(data.to_owned());
+    let key = repo.join("piston.pub");
+    ppman_ok(
+        data,
+        &[
+            "repo",
+            "add",
+            "local",
+            copy.path().to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    ppman_ok(data, &["sync"]);
+
+    let mut child = Command::new(ppman_binary())
+        .arg("--data-dir")
+        .arg(data)
+        .args(["install", "python"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for ppman to open the image (after base is downloaded): opening a FIFO without
+    // blocking fails until it has a reader.
+    let until = Instant::now() + Duration::from_secs(30);
+    let probe = loop {
+        use std::os::unix::fs::OpenOptionsExt;
+        let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nonblocking)
+            .open(&fifo)
+        {
+            Ok(f) => break f,
+            Err(e) => {
+                let exited = child.try_wait().unwrap();
+                assert!(
+                    exited.is_none() && Instant::now() < until,
+                    "ppman never read the image ({e}; exit {exited:?})"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    // A blocking writer (returns at once: there is a reader), then the probe goes.
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    drop(probe);
+    let bytes = std::fs::read(repo.join(&python.url)).unwrap();
+    let half = bytes.len() / 2;
+    std::io::Write::write_all(&mut writer, &bytes[..half]).unwrap();
+    let images = data.join("ppman/images");
+    let partial = || {
+        files_in(&images)
+            .into_iter()
+            .find(|f| f.starts_with(&python.sha256) && f.ends_with(".partial"))
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while partial().is_none_or(|p| std::fs::metadata(images.join(p)).unwrap().len() < half as u64) {
+        assert!(Instant::now() < until, "the download never got half way");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    drop(writer);
+
+    let pm = PackageManager::open(data).unwrap();
+    assert_eq!(pm.installed().unwrap(), Vec::new());
+    assert_nothing_mounted(data);
+    let left = partial().expect("the partial download is left");
+    assert!(
+        !files_in(&images).contains(&format!("{}.sqfs", python.sha256)),
+        "an unverified image under its final name"
+    );
+    let out = ppman_ok(data, &["gc"]);
+    assert!(out.contains("removed 0 packages, 2 files"), "{out}");
+    assert_eq!(files_in(&images), Vec::<String>::new(), "{left} and base");
+
+    // The image is back: the install completes.
+    std::fs::remove_file(&fifo).unwrap();
+    std::fs::write(&fifo, &bytes).unwrap();
+    let out = ppman_ok(data, &["install", "python"]);
+    assert!(
+        out.contains(&format!("installed python {}", python.version)),
+        "{out}"
+    );
+    let installed = pm.installed().unwrap();
+    let py = installed.iter().find(|p| p.entry.name == "python").unwrap();
+    python_prints_42(&py.tree, &py.package_dir).expect("python runs");
+}
+
+/// An installed image damaged on disk is found by `ppman verify`, naming the package and both
+/// digests.
+#[test]
+fn verify_finds_a_damaged_installed_image() {
+    let Some(inst) = Installation::new(&["bash"]) else {
+        return;
+    };
+    let data = inst.data.path().to_path_buf();
+    assert!(ppman_ok(&data, &["verify"]).contains("all installed images match"));
+    let bash = inst.package("bash");
+    let image = inst
+        .pm
+        .root()
+        .join("images")
+        .join(format!("{}.sqfs", bash.entry.sha256));
+    // Appending keeps the mounted file system's bytes as they are.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&image)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"x").unwrap();
+    drop(f);
+    let out = ppman(&data, &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "bash {}: {} has sha256 ",
+            bash.entry.version,
+            image.display()
+        )) && stdout.contains(&format!(", expected {}", bash.entry.sha256)),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("1 installed images are damaged"),
+        "{out:?}"
+    );
+    let problems = inst.pm.verify().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].expected, bash.entry.sha256);
+    drop(inst);
+    assert_nothing_mounted(&data);
+}
