@@ -1052,3 +1052,53 @@ fn a_job_outlives_the_uninstall_of_its_runtime() {
         "{r:?}"
     );
 }
+
+/// What a Python program sees of the sandbox: its uid from the range, the hostname, Piston's
+/// environment, `/box`; and the file limits as errors it can handle: the file size limit
+/// (EFBIG), the job's disk (ENOSPC at its 128 MiB), threads counted against the process limit.
+#[test]
+fn python_sees_the_conventions_and_the_file_limits() {
+    let Some(e) = env(&["python"]) else {
+        return;
+    };
+    let code = r#"
+import os, threading, time
+print(UID_MIN <= os.getuid() <= UID_MAX, os.getuid() == os.getgid(), os.getgroups())
+print(os.uname().nodename, os.environ["PISTON_LANGUAGE"], os.environ["HOME"], os.getcwd())
+try:
+    with open("/box/big", "wb") as f:
+        f.write(b"x" * (2 << 20))
+except OSError as e:
+    print("big file", e.errno)
+written = 0
+try:
+    for i in range(200):
+        with open(f"/box/part{i}", "wb") as f:
+            f.write(b"x" * (1 << 20))
+        written += 1
+except OSError as e:
+    print("disk full", e.errno, 100 < written < 128)
+threads = [threading.Thread(target=time.sleep, args=(1,)) for _ in range(40)]
+try:
+    for t in threads:
+        t.start()
+    print("40 threads")
+except RuntimeError as e:
+    print("threads:", e)
+"#
+    .replace("UID_MIN", &UID_MIN.to_string())
+    .replace("UID_MAX", &UID_MAX.to_string());
+    let l = Limits {
+        max_file_size: 1 << 20,
+        max_processes: 16,
+        ..limits()
+    };
+    let r = e.python(&code, l);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        r.stdout,
+        "True True []\npiston python /tmp /box\nbig file 27\ndisk full 28 True\n\
+         threads: can't start new thread\n",
+        "{r:?}"
+    );
+}
