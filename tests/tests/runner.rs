@@ -835,13 +835,13 @@ fn signals_reach_python_through_the_run_wrapper() {
         return;
     };
     let py = e.package("python");
+    // The handler only notes the signal: it may arrive while `print` is still writing "ready".
     let program = r#"
 import os, signal, subprocess, sys, time
+caught = None
 def on(sig, frame):
-    print(sys.argv[1], "caught", signal.Signals(sig).name, flush=True)
-    if sys.argv[1] == "parent" and child is not None:
-        print("child exited", child.wait(), flush=True)
-    sys.exit(40 + sig)
+    global caught
+    caught = sig
 child = None
 signal.signal(signal.SIGINT, on)
 signal.signal(signal.SIGTERM, on)
@@ -853,8 +853,12 @@ if sys.argv[1] == "child":
     open("/tmp/child-ready", "w").close()
 else:
     print("ready", os.getpid(), os.getppid(), flush=True)
-while True:
-    time.sleep(0.05)
+while caught is None:
+    time.sleep(0.01)
+print(sys.argv[1], "caught", signal.Signals(caught).name, flush=True)
+if child is not None:
+    print("child exited", child.wait(), flush=True)
+sys.exit(40 + caught)
 "#;
     let number = |name| runner::signal_number(name).expect("a signal");
     for (sig, args) in [
