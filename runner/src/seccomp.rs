@@ -2,25 +2,31 @@
 //!
 //! Namespaces, cgroups, a non-root uid and an empty capability set already stop almost everything;
 //! this filter closes what they do not isolate, and adds defence in depth for the privileged
-//! calls. The list (also in `docs/sandbox.md`):
+//! calls. The same list applies to every syscall table a process can reach: the native one and,
+//! on x86_64, the i386 one (`int 0x80`, used by 32-bit programs such as those `nasm -f elf32`
+//! builds), each with its own numbers. The list (also in `docs/sandbox.md`):
 //!
-//! * a syscall ABI other than the native one (i386 `int 0x80`, x32) → the process is killed;
+//! * any other syscall ABI (x32, a foreign architecture) → the process is killed;
 //! * kernel keyrings: `keyctl`, `add_key`, `request_key` (keyrings are not namespaced) → EPERM;
 //! * `io_uring_setup/enter/register` (large attack surface, bypasses this filter) → ENOSYS;
 //! * `bpf`, `perf_event_open`, `userfaultfd` → EPERM;
 //! * `kexec_load`, `kexec_file_load`, `init_module`, `finit_module`, `delete_module`, `reboot`,
 //!   `swapon`, `swapoff`, `acct`, `quotactl`, `quotactl_fd`, `syslog`, `iopl`, `ioperm`,
-//!   `settimeofday`, `clock_settime`, `clock_adjtime`, `vhangup` → EPERM;
-//! * the mount family: `mount`, `umount2`, `pivot_root`, `move_mount`, `open_tree`, `fsopen`,
-//!   `fsconfig`, `fsmount`, `fspick`, `mount_setattr` → EPERM;
+//!   `settimeofday`, `clock_settime`, `clock_adjtime`, `vhangup` (i386 also `stime`,
+//!   `clock_settime64`, `clock_adjtime64`, `vm86`, `vm86old`) → EPERM;
+//! * the mount family: `mount`, `umount2` (i386 also `umount`), `pivot_root`, `move_mount`,
+//!   `open_tree`, `fsopen`, `fsconfig`, `fsmount`, `fspick`, `mount_setattr` → EPERM;
 //! * new namespaces: `unshare`, `setns`, and `clone` with any `CLONE_NEW*` flag → EPERM (user
 //!   namespaces would hand the program a full capability set over kernel code paths);
 //! * `clone3` → ENOSYS (its flags live in memory that BPF cannot read; libc falls back to clone);
-//! * `socket(AF_VSOCK, …)` → EAFNOSUPPORT (vsock is not network-namespaced).
+//! * `socket(AF_VSOCK, …)` → EAFNOSUPPORT (vsock is not network-namespaced); on i386 also
+//!   `socketcall(SYS_SOCKET, …)` → ENOSYS, since its arguments are in memory BPF cannot read
+//!   (the direct `socket` syscall works and is checked).
 //!
 //! Everything else is allowed.
 
 const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JA: u16 = 0x05;
 const BPF_JEQ_K: u16 = 0x15;
 const BPF_JSET_K: u16 = 0x45;
 const BPF_RET_K: u16 = 0x06;
@@ -37,20 +43,40 @@ const OFF_ARG0: u32 = 16; // low 32 bits of args[0] on little-endian
 const NATIVE_ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
 #[cfg(target_arch = "aarch64")]
 const NATIVE_ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
+const I386_ARCH: u32 = 0x4000_0003; // AUDIT_ARCH_I386
 
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 const AF_VSOCK: u32 = 40;
+/// socketcall(2)'s call number for socket(2).
+const SOCKETCALL_SOCKET: u32 = 1;
 /// CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |
 /// CLONE_NEWNET (CLONE_NEWTIME shares its bit with the exit signal in clone(), so it is not here;
 /// it is only reachable through unshare/clone3, both blocked).
 const CLONE_NS_FLAGS: u32 = 0x7e02_0000;
 
-/// Syscalls refused with an errno, and the errno.
-fn denied() -> Vec<(libc::c_long, i32)> {
+/// One syscall table the filter covers: its numbers for the calls that need a decision.
+struct Table {
+    arch: u32,
+    /// Syscalls refused with an errno, and the errno.
+    denied: Vec<(u32, i32)>,
+    socket: u32,
+    clone: u32,
+    /// i386's multiplexer: socketcall(call, args*).
+    socketcall: Option<u32>,
+    /// x86_64: numbers with the x32 bit select the x32 ABI.
+    x32_bit: bool,
+}
+
+/// Numbers as `u32`, the width BPF compares.
+fn nr(n: libc::c_long) -> u32 {
+    n as u32
+}
+
+fn native() -> Table {
     let eperm = libc::EPERM;
     let enosys = libc::ENOSYS;
     #[allow(unused_mut)]
-    let mut v = vec![
+    let mut denied = vec![
         (libc::SYS_keyctl, eperm),
         (libc::SYS_add_key, eperm),
         (libc::SYS_request_key, eperm),
@@ -92,10 +118,79 @@ fn denied() -> Vec<(libc::c_long, i32)> {
     ];
     #[cfg(target_arch = "x86_64")]
     {
-        v.push((libc::SYS_iopl, eperm));
-        v.push((libc::SYS_ioperm, eperm));
+        denied.push((libc::SYS_iopl, eperm));
+        denied.push((libc::SYS_ioperm, eperm));
     }
-    v
+    Table {
+        arch: NATIVE_ARCH,
+        denied: denied.into_iter().map(|(n, e)| (nr(n), e)).collect(),
+        socket: nr(libc::SYS_socket),
+        clone: nr(libc::SYS_clone),
+        socketcall: None,
+        x32_bit: cfg!(target_arch = "x86_64"),
+    }
+}
+
+/// The i386 table (`arch/x86/entry/syscalls/syscall_32.tbl`; the libc crate only has the native
+/// numbers). The same calls as [`native`], plus i386's older variants of them.
+fn i386() -> Table {
+    let eperm = libc::EPERM;
+    let enosys = libc::ENOSYS;
+    let denied = vec![
+        (288, eperm),  // keyctl
+        (286, eperm),  // add_key
+        (287, eperm),  // request_key
+        (425, enosys), // io_uring_setup
+        (426, enosys), // io_uring_enter
+        (427, enosys), // io_uring_register
+        (357, eperm),  // bpf
+        (336, eperm),  // perf_event_open
+        (374, eperm),  // userfaultfd
+        (283, eperm),  // kexec_load
+        (128, eperm),  // init_module
+        (350, eperm),  // finit_module
+        (129, eperm),  // delete_module
+        (88, eperm),   // reboot
+        (87, eperm),   // swapon
+        (115, eperm),  // swapoff
+        (51, eperm),   // acct
+        (131, eperm),  // quotactl
+        (443, eperm),  // quotactl_fd
+        (103, eperm),  // syslog
+        (110, eperm),  // iopl
+        (101, eperm),  // ioperm
+        (113, eperm),  // vm86old
+        (166, eperm),  // vm86
+        (79, eperm),   // settimeofday
+        (25, eperm),   // stime
+        (264, eperm),  // clock_settime
+        (404, eperm),  // clock_settime64
+        (343, eperm),  // clock_adjtime
+        (405, eperm),  // clock_adjtime64
+        (111, eperm),  // vhangup
+        (21, eperm),   // mount
+        (22, eperm),   // umount
+        (52, eperm),   // umount2
+        (217, eperm),  // pivot_root
+        (429, eperm),  // move_mount
+        (428, eperm),  // open_tree
+        (430, eperm),  // fsopen
+        (431, eperm),  // fsconfig
+        (432, eperm),  // fsmount
+        (433, eperm),  // fspick
+        (442, eperm),  // mount_setattr
+        (310, eperm),  // unshare
+        (346, eperm),  // setns
+        (435, enosys), // clone3
+    ];
+    Table {
+        arch: I386_ARCH,
+        denied,
+        socket: 359,
+        clone: 120,
+        socketcall: Some(102),
+        x32_bit: false,
+    }
 }
 
 fn stmt(code: u16, k: u32) -> libc::sock_filter {
@@ -111,35 +206,61 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// Builds the filter program.
-pub fn filter() -> Vec<libc::sock_filter> {
-    let mut p = vec![
-        stmt(BPF_LD_W_ABS, OFF_ARCH),
-        jump(BPF_JEQ_K, NATIVE_ARCH, 1, 0),
-        stmt(BPF_RET_K, RET_KILL_PROCESS),
-        stmt(BPF_LD_W_ABS, OFF_NR),
-    ];
-    if cfg!(target_arch = "x86_64") {
+/// The decisions for one table, entered with any architecture already checked; ends in a return
+/// on every path.
+fn section(t: &Table) -> Vec<libc::sock_filter> {
+    let mut p = vec![stmt(BPF_LD_W_ABS, OFF_NR)];
+    if t.x32_bit {
         p.push(jump(BPF_JSET_K, X32_SYSCALL_BIT, 0, 1));
         p.push(stmt(BPF_RET_K, RET_KILL_PROCESS));
     }
-    for (nr, errno) in denied() {
-        p.push(jump(BPF_JEQ_K, nr as u32, 0, 1));
+    for &(nr, errno) in &t.denied {
+        p.push(jump(BPF_JEQ_K, nr, 0, 1));
         p.push(stmt(BPF_RET_K, RET_ERRNO | errno as u32));
     }
     // socket(AF_VSOCK, ...)
-    p.push(jump(BPF_JEQ_K, libc::SYS_socket as u32, 0, 4));
+    p.push(jump(BPF_JEQ_K, t.socket, 0, 4));
     p.push(stmt(BPF_LD_W_ABS, OFF_ARG0));
     p.push(jump(BPF_JEQ_K, AF_VSOCK, 0, 1));
     p.push(stmt(BPF_RET_K, RET_ERRNO | libc::EAFNOSUPPORT as u32));
     p.push(stmt(BPF_RET_K, RET_ALLOW));
-    // clone(flags with CLONE_NEW*, ...)
-    p.push(jump(BPF_JEQ_K, libc::SYS_clone as u32, 0, 4));
+    // socketcall(SYS_SOCKET, ...): the family is behind a pointer
+    if let Some(socketcall) = t.socketcall {
+        p.push(jump(BPF_JEQ_K, socketcall, 0, 4));
+        p.push(stmt(BPF_LD_W_ABS, OFF_ARG0));
+        p.push(jump(BPF_JEQ_K, SOCKETCALL_SOCKET, 0, 1));
+        p.push(stmt(BPF_RET_K, RET_ERRNO | libc::ENOSYS as u32));
+        p.push(stmt(BPF_RET_K, RET_ALLOW));
+    }
+    // clone(flags with CLONE_NEW*, ...); flags are the first argument on both tables
+    p.push(jump(BPF_JEQ_K, t.clone, 0, 4));
     p.push(stmt(BPF_LD_W_ABS, OFF_ARG0));
     p.push(jump(BPF_JSET_K, CLONE_NS_FLAGS, 0, 1));
     p.push(stmt(BPF_RET_K, RET_ERRNO | libc::EPERM as u32));
     p.push(stmt(BPF_RET_K, RET_ALLOW));
     p.push(stmt(BPF_RET_K, RET_ALLOW));
+    p
+}
+
+/// Builds the filter program: dispatch on the architecture, then that table's section.
+pub fn filter() -> Vec<libc::sock_filter> {
+    let native = native();
+    let native_section = section(&native);
+    let mut p = vec![stmt(BPF_LD_W_ABS, OFF_ARCH)];
+    if cfg!(target_arch = "x86_64") {
+        let i386 = i386();
+        // arch == i386 → jump over the native check and section
+        p.push(jump(BPF_JEQ_K, i386.arch, 0, 1));
+        p.push(stmt(BPF_JA, native_section.len() as u32 + 2));
+        p.push(jump(BPF_JEQ_K, native.arch, 1, 0));
+        p.push(stmt(BPF_RET_K, RET_KILL_PROCESS));
+        p.extend(native_section);
+        p.extend(section(&i386));
+    } else {
+        p.push(jump(BPF_JEQ_K, native.arch, 1, 0));
+        p.push(stmt(BPF_RET_K, RET_KILL_PROCESS));
+        p.extend(native_section);
+    }
     p
 }
 
@@ -163,6 +284,7 @@ mod tests {
                     };
                     pc += 1;
                 }
+                BPF_JA => pc += 1 + i.k as usize,
                 BPF_JEQ_K => pc += 1 + if a == i.k { i.jt } else { i.jf } as usize,
                 BPF_JSET_K => pc += 1 + if a & i.k != 0 { i.jt } else { i.jf } as usize,
                 BPF_RET_K => return i.k,
@@ -189,10 +311,7 @@ mod tests {
             run(&p, nat, libc::SYS_mount as u32, 0),
             RET_ERRNO | libc::EPERM as u32
         );
-        assert_eq!(
-            run(&p, 0x4000_0003, libc::SYS_read as u32, 0),
-            RET_KILL_PROCESS
-        );
+        assert_eq!(run(&p, 0xc000_0015, 1, 0), RET_KILL_PROCESS); // AUDIT_ARCH_PPC64LE
         assert_eq!(run(&p, nat, libc::SYS_socket as u32, 2), RET_ALLOW);
         assert_eq!(
             run(&p, nat, libc::SYS_socket as u32, AF_VSOCK),
@@ -208,5 +327,63 @@ mod tests {
             assert_eq!(run(&p, nat, X32_SYSCALL_BIT | 1, 0), RET_KILL_PROCESS);
         }
         assert_eq!(run(&p, nat, libc::SYS_execve as u32, 0), RET_ALLOW);
+        assert_eq!(run(&p, 0x4000_0028, 1, 0), RET_KILL_PROCESS); // AUDIT_ARCH_ARM
+    }
+
+    /// i386 programs (`int 0x80`) run, under the same list in i386 numbers.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn i386_decisions() {
+        let p = filter();
+        let eperm = RET_ERRNO | libc::EPERM as u32;
+        // write, exit, brk, mmap2, execve, exit_group: what a 32-bit program needs
+        for nr in [4, 1, 45, 192, 11, 252] {
+            assert_eq!(run(&p, I386_ARCH, nr, 0), RET_ALLOW, "i386 syscall {nr}");
+        }
+        for (name, nr) in [
+            ("keyctl", 288),
+            ("mount", 21),
+            ("unshare", 310),
+            ("vm86", 166),
+        ] {
+            assert_eq!(run(&p, I386_ARCH, nr, 0), eperm, "i386 {name}");
+        }
+        assert_eq!(
+            run(&p, I386_ARCH, 425, 0),
+            RET_ERRNO | libc::ENOSYS as u32,
+            "io_uring_setup"
+        );
+        // the native numbers of denied calls mean other things on i386 and back
+        assert_eq!(run(&p, I386_ARCH, libc::SYS_keyctl as u32, 0), RET_ALLOW);
+        assert_eq!(run(&p, NATIVE_ARCH, 288, 0), RET_ALLOW); // x86_64 288 = accept4
+        // clone: fork-like allowed, namespace flags refused
+        assert_eq!(run(&p, I386_ARCH, 120, 0x0120_0011), RET_ALLOW);
+        assert_eq!(run(&p, I386_ARCH, 120, 0x1000_0011), eperm);
+        // socket(AF_VSOCK) directly and through socketcall
+        assert_eq!(run(&p, I386_ARCH, 359, 1), RET_ALLOW);
+        assert_eq!(
+            run(&p, I386_ARCH, 359, AF_VSOCK),
+            RET_ERRNO | libc::EAFNOSUPPORT as u32
+        );
+        assert_eq!(
+            run(&p, I386_ARCH, 102, SOCKETCALL_SOCKET),
+            RET_ERRNO | libc::ENOSYS as u32
+        );
+        assert_eq!(run(&p, I386_ARCH, 102, 3), RET_ALLOW); // socketcall(SYS_CONNECT)
+    }
+
+    /// Every table's section ends in a return on each path, and the jumps stay inside the program.
+    #[test]
+    fn jumps_stay_inside() {
+        let p = filter();
+        for (i, ins) in p.iter().enumerate() {
+            let targets: Vec<usize> = match ins.code {
+                BPF_JA => vec![i + 1 + ins.k as usize],
+                BPF_JEQ_K | BPF_JSET_K => vec![i + 1 + ins.jt as usize, i + 1 + ins.jf as usize],
+                _ => vec![],
+            };
+            assert!(targets.iter().all(|&t| t < p.len()), "jump at {i}");
+        }
+        assert_eq!(p.last().map(|i| i.code), Some(BPF_RET_K));
     }
 }

@@ -414,6 +414,67 @@ print("uid", os.getuid(), os.getgid(), os.getgroups())
     assert!(!o.contains("uid 0 "), "{o}");
 }
 
+/// A static i386 ELF (`int 0x80`), 148 bytes, made by hand: it calls keyctl(0) and
+/// unshare(CLONE_NEWUSER), writes "ok\n" and exits with -(keyctl) - 16 * (unshare) — 17 when
+/// both are refused with EPERM.
+#[cfg(target_arch = "x86_64")]
+fn i386_probe() -> Vec<u8> {
+    const BASE: u32 = 0x0804_8000;
+    let code: Vec<u8> = [
+        &[0xb8, 0x20, 0x01, 0, 0][..],   // mov eax, 288 (keyctl)
+        &[0x31, 0xdb],                   // xor ebx, ebx
+        &[0xcd, 0x80],                   // int 0x80
+        &[0x89, 0xc6],                   // mov esi, eax
+        &[0xb8, 0x36, 0x01, 0, 0],       // mov eax, 310 (unshare)
+        &[0xbb, 0, 0, 0, 0x10],          // mov ebx, CLONE_NEWUSER
+        &[0xcd, 0x80],                   // int 0x80
+        &[0xc1, 0xe0, 0x04],             // shl eax, 4
+        &[0x01, 0xc6],                   // add esi, eax
+        &[0xb8, 4, 0, 0, 0],             // mov eax, 4 (write)
+        &[0xbb, 1, 0, 0, 0],             // mov ebx, 1
+        &[0xb9, 0x91, 0x80, 0x04, 0x08], // mov ecx, msg
+        &[0xba, 3, 0, 0, 0],             // mov edx, 3
+        &[0xcd, 0x80],                   // int 0x80
+        &[0x89, 0xf3],                   // mov ebx, esi
+        &[0xf7, 0xdb],                   // neg ebx
+        &[0xb8, 1, 0, 0, 0],             // mov eax, 1 (exit)
+        &[0xcd, 0x80],                   // int 0x80
+        b"ok\n",
+    ]
+    .concat();
+    let size = (52 + 32 + code.len()) as u32;
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    for half in [2u16, 3] {
+        elf.extend(half.to_le_bytes()); // ET_EXEC, EM_386
+    }
+    for word in [1u32, BASE + 84, 52, 0, 0] {
+        elf.extend(word.to_le_bytes()); // version, entry, phoff, shoff, flags
+    }
+    for half in [52u16, 32, 1, 0, 0, 0] {
+        elf.extend(half.to_le_bytes()); // ehsize, phentsize, phnum, shentsize, shnum, shstrndx
+    }
+    for word in [1u32, 0, BASE, BASE, size, size, 5, 0x1000] {
+        elf.extend(word.to_le_bytes()); // PT_LOAD at offset 0, R+X
+    }
+    elf.extend(code);
+    assert_eq!(elf.len() as u32, size);
+    elf
+}
+
+/// 32-bit programs (nasm's elf32 output) run, and the deny list holds for them in i386 numbers.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn i386_programs_run_under_the_same_deny_list() {
+    let Some(e) = env() else { return };
+    let mut job = e.job("chmod +x probe32 && ./probe32; echo \"exit=$?\"", limits());
+    job.files.push(JobFile {
+        name: "probe32".into(),
+        content: i386_probe(),
+    });
+    let r = e.runner.run_job(&job).unwrap().run;
+    assert_eq!(r.stdout, "ok\nexit=17\n", "{r:?}");
+}
+
 #[test]
 fn host_files_and_layers_are_protected() {
     let Some(e) = env() else { return };
