@@ -16,5 +16,5 @@ pub fn main(init: std.process.Init) !void {
     try w.interface.flush();
 }
 ZIG
-zig build-exe --color off --cache-dir /tmp/warm/cache --name a.out warm.zig
+zig build-exe --color off -fstrip --cache-dir /tmp/warm/cache --name a.out warm.zig
 ./a.out
