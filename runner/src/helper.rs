@@ -209,6 +209,10 @@ fn init(mut input: SpecInput, signals: &sys::SigSet) -> ! {
                     stime_us: exit.stime_us,
                     maxrss_kb: exit.maxrss_kb,
                 });
+                // Closed here, not by exit: the kernel releases an exiting task's files only
+                // after it has torn down its namespaces (the mount namespace costs an RCU grace
+                // period), so the EOF the library waits for would come that much later.
+                sys::close(REPORT_FD);
                 // Exiting as PID 1 makes the kernel kill every remaining process of the job.
                 sys::exit_now(0);
             }
