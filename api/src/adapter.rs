@@ -301,6 +301,7 @@ impl RealEngine {
                 .map(|f| runner::JobFile {
                     name: f.name,
                     content: f.content,
+                    code: f.code,
                 })
                 .collect(),
             args: job.args,

@@ -105,6 +105,7 @@ fn run_all(
             files: vec![JobFile {
                 name: file.clone(),
                 content,
+                code: true,
             }],
             args: Vec::new(),
             stdin: Vec::new(),

@@ -78,6 +78,10 @@ pub struct JobFile {
     /// Relative path inside the job directory; sub-directories are created (mode 0700).
     pub name: String,
     pub content: Vec<u8>,
+    /// A code file (Piston: one sent as utf8): the compile stage gets every code file, the run
+    /// stage the first one. Other files (data sent as base64 or hex) only land in the job
+    /// directory.
+    pub code: bool,
 }
 
 /// One job (see the crate docs for Piston's conventions).
@@ -403,12 +407,17 @@ impl Runner {
         let (script, rest): (&str, Vec<String>) = match stage {
             Stage::Compile => (
                 "compile",
-                job.files.iter().map(|f| f.name.clone()).collect(),
+                job.files
+                    .iter()
+                    .filter(|f| f.code)
+                    .map(|f| f.name.clone())
+                    .collect(),
             ),
             Stage::Run => (
                 "run",
                 job.files
-                    .first()
+                    .iter()
+                    .find(|f| f.code)
                     .map(|f| f.name.clone())
                     .into_iter()
                     .chain(job.args.iter().cloned())

@@ -151,6 +151,7 @@ impl Env {
             files: vec![JobFile {
                 name: "main.sh".into(),
                 content: script.as_bytes().to_vec(),
+                code: true,
             }],
             args: vec![],
             stdin: vec![],
@@ -264,12 +265,20 @@ fn c_compile_then_run_uses_the_artefact() {
         files: vec![JobFile {
             name: "main.c".into(),
             content: b"#include <stdio.h>\nint main(int c, char**v){printf(\"hi %s\\n\", c>1?v[1]:\"-\");return 0;}\n".to_vec(),
+            code: true,
         }],
         args: vec!["there".into()],
         stdin: vec![],
         compile: Some(limits()),
         run: limits(),
     };
+    // A data file is in the job directory but not handed to the compiler (gcc would take a
+    // .txt for linker input and fail).
+    job.files.push(JobFile {
+        name: "notes.txt".into(),
+        content: b"not C".to_vec(),
+        code: false,
+    });
     let r = e.runner.run_job(&job).unwrap();
     let c = r.compile.as_ref().expect("compile stage");
     assert_eq!(c.code, Some(0), "{c:?}");
@@ -470,6 +479,7 @@ fn i386_programs_run_under_the_same_deny_list() {
     job.files.push(JobFile {
         name: "probe32".into(),
         content: i386_probe(),
+        code: false,
     });
     let r = e.runner.run_job(&job).unwrap().run;
     assert_eq!(r.stdout, "ok\nexit=17\n", "{r:?}");
@@ -582,6 +592,7 @@ fn bad_file_names_are_refused() {
         job.files.push(JobFile {
             name: name.into(),
             content: vec![],
+            code: false,
         });
         match e.runner.run_job(&job) {
             Err(RunnerError::BadFileName { .. }) => {}
@@ -593,6 +604,7 @@ fn bad_file_names_are_refused() {
     job.files.push(JobFile {
         name: "sub/dir/x".into(),
         content: b"nested".to_vec(),
+        code: false,
     });
     assert_eq!(e.runner.run_job(&job).unwrap().run.stdout, "nested");
 }

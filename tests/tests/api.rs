@@ -911,7 +911,6 @@ print(open("notes.txt").read())
 /// Piston gives the compile script the code files only (`utf8`): a data file sent as base64
 /// or hex is there for the program to read, not for the compiler.
 #[test]
-#[ignore = "server bug, reported: every file is passed to the compile script (gcc compiles data.bin as C)"]
 fn compile_stage_gets_the_code_files_only() {
     let Some(s) = shared() else {
         return;

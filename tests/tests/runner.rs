@@ -121,6 +121,7 @@ fn job(pkg: &InstalledPackage, language: &str, file: &str, content: &str, run: L
         files: vec![JobFile {
             name: file.into(),
             content: content.as_bytes().to_vec(),
+            code: true,
         }],
         args: Vec::new(),
         stdin: Vec::new(),
@@ -369,6 +370,7 @@ fn every_packages_test_files_print_ok_through_the_runner() {
                 files: vec![JobFile {
                     name: file.clone(),
                     content: std::fs::read(&test).unwrap(),
+                    code: true,
                 }],
                 args: vec!["first".into(), "second arg".into()],
                 stdin: b"a line of input\n".to_vec(),

@@ -152,7 +152,11 @@ fn run(cli: Cli) -> Result<()> {
                     .into_owned();
                 let content =
                     std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-                jf.push(JobFile { name, content });
+                jf.push(JobFile {
+                    name,
+                    content,
+                    code: true,
+                });
             }
             if jf.is_empty() {
                 bail!("no source files given");
