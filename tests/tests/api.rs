@@ -23,7 +23,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use e2e::{Installation, test_repo};
+use e2e::{Installation, host_processes_with, test_repo};
 use futures_util::{SinkExt as _, StreamExt as _};
 use ppman::schema::{Index, IndexEntry};
 use serde_json::{Value, json};
@@ -1674,22 +1674,6 @@ async fn websocket_close_codes() {
         }
         assert_eq!(host_processes_with(&mark), Vec::<String>::new());
     }
-}
-
-/// Command lines of the host's processes that contain `needle`.
-fn host_processes_with(needle: &str) -> Vec<String> {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| e.file_name().to_string_lossy() != me)
-        .filter_map(|e| {
-            let line = std::fs::read(e.path().join("cmdline")).ok()?;
-            let line = String::from_utf8_lossy(&line).replace('\0', " ");
-            line.contains(needle).then_some(line)
-        })
-        .collect()
 }
 
 /// A server of its own over an empty installation (the test repository registered as `test`,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use e2e::{Installation, test_packages};
+use e2e::{Installation, host_processes_with, test_packages};
 use ppman::InstalledPackage;
 use ppman::schema::PackageMeta;
 use runner::{
@@ -152,22 +152,6 @@ impl Env {
         assert!(r.compile.is_none());
         r.run
     }
-}
-
-/// Host processes (not this one) whose command line contains `needle`.
-fn host_procs_with(needle: &str) -> Vec<String> {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| e.file_name().to_string_lossy() != me)
-        .filter_map(|e| {
-            let c = std::fs::read(e.path().join("cmdline")).ok()?;
-            let c = String::from_utf8_lossy(&c).replace('\0', " ");
-            c.contains(needle).then_some(c)
-        })
-        .collect()
 }
 
 /// Host processes running as one of this file's job uids.
@@ -722,7 +706,7 @@ for _ in range(500):
         "{r:?}"
     );
     assert_eq!(job_procs_after(&e.runner), Vec::<String>::new());
-    assert_eq!(host_procs_with("sleep 630017"), Vec::<String>::new());
+    assert_eq!(host_processes_with("sleep 630017"), Vec::<String>::new());
 }
 
 /// gcc's C++: a compile error is the compile stage's result and nothing runs (Piston); a good
@@ -1001,7 +985,7 @@ fn hundreds_of_bash_jobs_leave_nothing_behind() {
         assert!(!base.exists(), "{} left", base.display());
     }
     assert_eq!(procs_of_job_uids(), Vec::<String>::new());
-    assert_eq!(host_procs_with("sleep 630"), Vec::<String>::new());
+    assert_eq!(host_processes_with("sleep 630"), Vec::<String>::new());
     drop((inst, work_tmp));
 }
 
