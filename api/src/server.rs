@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -89,6 +90,13 @@ pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Respo
     (status, axum::Json(value)).into_response()
 }
 
+/// How much of a refused body is still read (and dropped) before the 413 goes out, and for how
+/// long: a client that sends its whole body before it reads the answer (most do, without
+/// `Expect: 100-continue`) would otherwise see the connection reset instead of the 413. Past
+/// these bounds the connection is closed, as nginx's lingering close does.
+const DISCARD_BYTES: usize = 64 << 20;
+const DISCARD_TIME: Duration = Duration::from_secs(5);
+
 /// Reads a JSON request body: 413 past the size limit, 400 when it does not parse.
 pub async fn read_json(
     state: &AppState,
@@ -102,22 +110,46 @@ pub async fn read_json(
             format!("request body is larger than the limit of {limit} bytes"),
         )
     };
+    let mut stream = body.into_data_stream();
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        discard(stream).await;
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!("the request body could not be read: {e}"))
+        })?;
+        if bytes.len() + chunk.len() > limit {
+            discard(stream).await;
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         // body-parser gives an empty body as `{}`.
         return Ok(Value::Object(serde_json::Map::new()));
     }
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))
+}
+
+/// Reads and drops the rest of a refused body, within [`DISCARD_BYTES`] and [`DISCARD_TIME`].
+async fn discard(mut stream: axum::body::BodyDataStream) {
+    let drain = async {
+        let mut seen = 0;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > DISCARD_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
 }
 
 /// Runs blocking engine work off the async threads.

@@ -416,6 +416,15 @@ fn bodies_415_413_400() {
         (status, message(&body)),
         (413, "request body is larger than the limit of 1024 bytes")
     );
+    // A body far past the limit (and past the socket buffers) that the client sends in full
+    // before it reads: the server reads and drops it, so the client gets the 413 rather than a
+    // connection reset.
+    let huge = format!("{{\"language\": \"{}\"}}", "x".repeat(4 << 20));
+    let (status, body) = server.send_raw("POST", "/api/v2/execute", "application/json", &huge);
+    assert_eq!(
+        (status, message(&body)),
+        (413, "request body is larger than the limit of 1024 bytes")
+    );
     let (status, body) = server.send_raw(
         "POST",
         "/api/v2/execute",
