@@ -98,4 +98,4 @@ run target/release/repo-builder --out "$REPO" report ||
 
 printf '\n==> API server vs running the programs directly\n'
 # The bench prints its own command line first.
-cargo run --release -p api --example bench -- --data-directory "$DATA" -n "$N"
+cargo run --release -p api --example server-bench -- --data-directory "$DATA" -n "$N"

@@ -5,8 +5,8 @@
 //!
 //! ```sh
 //! cargo build --release -p api -p runner --bins      # target/release/piston, piston-sandbox
-//! cargo run --release -p api --example bench -- --data-directory DIR [-n 200]
-//! cargo run --release -p api --example bench -- --server http://127.0.0.1:2000 [--pid PID]
+//! cargo run --release -p api --example server-bench -- --data-directory DIR [-n 200]
+//! cargo run --release -p api --example server-bench -- --server http://127.0.0.1:2000 [--pid PID]
 //! ```
 //!
 //! Without `--server` it starts `target/release/piston` on a free loopback port with its own uid
@@ -122,7 +122,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     client.wait_ready(Duration::from_secs(60), server.as_mut())?;
 
     println!(
-        "$ cargo run --release -p api --example bench -- {}",
+        "$ cargo run --release -p api --example server-bench -- {}",
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
     );
     match &server {
