@@ -1,7 +1,7 @@
 //! Jobs: a compile stage (optional) then a run stage in one sandbox whose writable layer persists
 //! between the stages; synchronous ([`Runner::run_job`]) or interactive ([`Runner::start_job`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, fchown};
@@ -126,7 +126,29 @@ pub struct Runner {
     cgroups: Cgroups,
     pool: Option<Arc<Pool>>,
     janitor: Janitor,
+    envs: EnvCache,
 }
+
+/// A package's environment, evaluated once: what its `environment` file exports, as Piston keeps
+/// it in `.env` at install time. Keyed by everything that can change the result: the layers,
+/// the package directory, the language (exported while it is sourced) and the identity of the
+/// `environment` file in each layer.
+type EnvKey = (
+    Vec<PathBuf>,
+    PathBuf,
+    String,
+    Vec<Option<(u64, u64, i64, u64)>>,
+);
+type EnvCache = Mutex<HashMap<EnvKey, Arc<Vec<(String, String)>>>>;
+
+/// Prints the exported variables after sourcing the package's environment (cwd = package dir),
+/// NUL-separated; bash alone, so it works in any tree.
+const ENV_SCRIPT: &str = r#"cd -- "$1" || exit 1
+if [ -f ./environment ]; then . ./environment; fi
+for n in $(compgen -e); do printf '%s=%s\0' "$n" "${!n}"; done"#;
+
+/// Variables of the shell itself, not of the package.
+const SHELL_VARS: [&str; 4] = ["PWD", "OLDPWD", "SHLVL", "_"];
 
 /// uids in use by jobs of this process (shared by every `Runner` in it).
 static UIDS_IN_USE: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
@@ -286,15 +308,6 @@ struct PreparedJob {
     _uid: UidLease,
 }
 
-/// The script that sources the package environment (cwd = package dir, like Piston) and then
-/// runs `/bin/bash <package_dir>/<stage> ARGS...` in the job directory.
-const STAGE_SCRIPT: &str = r#"cd -- "$1" || exit 1
-if [ -f ./environment ]; then . ./environment; fi
-cd -- "$2" || exit 1
-s=$3
-shift 3
-exec /bin/bash "$s" "$@""#;
-
 impl Runner {
     /// Checks privileges, finds the helper, detects cgroups and prepares the work directory.
     pub fn new(config: RunnerConfig) -> Result<Runner, RunnerError> {
@@ -343,6 +356,7 @@ impl Runner {
             cgroups,
             pool: Some(pool),
             janitor: Janitor::start()?,
+            envs: Mutex::default(),
         })
     }
 
@@ -402,7 +416,103 @@ impl Runner {
         })
     }
 
-    fn stage_spec(&self, job: &JobSpec, stage: Stage, limits: Limits) -> ProcessSpec {
+    /// The base environment of a stage, before the package's `environment` adds to it.
+    fn base_env(&self, language: &str) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("PATH".to_string(), self.config.path_env.clone()),
+            ("HOME".into(), "/tmp".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("PISTON_LANGUAGE".into(), language.to_string()),
+        ];
+        env.extend(self.config.extra_env.iter().cloned());
+        env
+    }
+
+    /// The environment of the job's stages: the base environment with what the package's
+    /// `environment` file exports, evaluated in a sandbox once per package and language and
+    /// then cached, as Piston does at install time. This keeps a shell out of every stage.
+    /// When the evaluation itself fails (the sandbox could not be set up on these layers, the
+    /// file cannot be read), its result is what the job gets.
+    fn package_env(
+        &self,
+        job: &JobSpec,
+    ) -> Result<Result<Arc<Vec<(String, String)>>, StageResult>, RunnerError> {
+        let rel = job
+            .package_dir
+            .strip_prefix("/")
+            .unwrap_or(&job.package_dir)
+            .join("environment");
+        let stamps = job
+            .layers
+            .iter()
+            .map(|l| {
+                use std::os::unix::fs::MetadataExt;
+                fs::symlink_metadata(l.join(&rel))
+                    .ok()
+                    .map(|m| (m.dev(), m.ino(), m.mtime(), m.size()))
+            })
+            .collect();
+        let key = (
+            job.layers.clone(),
+            job.package_dir.clone(),
+            job.language.clone(),
+            stamps,
+        );
+        let cached = self
+            .envs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(env) = cached {
+            return Ok(Ok(env));
+        }
+        let spec = ProcessSpec {
+            argv: vec![
+                "/bin/bash".into(),
+                "-c".into(),
+                ENV_SCRIPT.into(),
+                "piston".into(),
+                job.package_dir.to_string_lossy().into_owned(),
+            ],
+            env: self.base_env(&job.language),
+            cwd: BOX_DIR.into(),
+            limits: Limits {
+                wall_timeout_ms: 10_000,
+                cpu_time_ms: 10_000,
+                output_max_size: 1 << 20,
+                ..Limits::piston_compile()
+            },
+        };
+        let r = self.run_command(&job.layers, &[], &spec, b"")?;
+        if r.status.is_some() {
+            tracing::warn!(package = %job.package_dir.display(), status = ?r.status, message = ?r.message, stderr = %r.stderr, "package environment could not be read");
+            return Ok(Err(r));
+        }
+        let env: Vec<(String, String)> = r
+            .stdout
+            .split('\0')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| !k.is_empty() && !SHELL_VARS.contains(k))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = Arc::new(env);
+        self.envs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, Arc::clone(&env));
+        Ok(Ok(env))
+    }
+
+    /// A stage: `/bin/bash <package_dir>/<stage> ARGS...` in the job directory, in the package's
+    /// environment. compile gets the code files, run the first code file and the arguments.
+    fn stage_spec(
+        &self,
+        job: &JobSpec,
+        env: &[(String, String)],
+        stage: Stage,
+        limits: Limits,
+    ) -> ProcessSpec {
         let pkg = job.package_dir.to_string_lossy().into_owned();
         let (script, rest): (&str, Vec<String>) = match stage {
             Stage::Compile => (
@@ -426,24 +536,12 @@ impl Runner {
         };
         let mut argv = vec![
             "/bin/bash".to_string(),
-            "-c".into(),
-            STAGE_SCRIPT.into(),
-            "piston".into(),
-            pkg.clone(),
-            BOX_DIR.into(),
             format!("{}/{script}", pkg.trim_end_matches('/')),
         ];
         argv.extend(rest);
-        let mut env = vec![
-            ("PATH".to_string(), self.config.path_env.clone()),
-            ("HOME".into(), "/tmp".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-            ("PISTON_LANGUAGE".into(), job.language.clone()),
-        ];
-        env.extend(self.config.extra_env.iter().cloned());
         ProcessSpec {
             argv,
-            env,
+            env: env.to_vec(),
             cwd: BOX_DIR.into(),
             limits,
         }
@@ -496,10 +594,19 @@ impl Runner {
 
     /// Runs a whole job: compile (if any), then run unless the compile failed.
     pub fn run_job(&self, job: &JobSpec) -> Result<JobResult, RunnerError> {
+        let env = match self.package_env(job)? {
+            Ok(env) => env,
+            Err(failed) => {
+                return Ok(JobResult {
+                    compile: job.compile.map(|_| failed.clone()),
+                    run: failed,
+                });
+            }
+        };
         let prepared = self.prepare(&job.layers, &job.files)?;
         let mut compile = None;
         if let Some(limits) = job.compile {
-            let spec = self.stage_spec(job, Stage::Compile, limits);
+            let spec = self.stage_spec(job, &env, Stage::Compile, limits);
             // Torn down before the run stage mounts the same upper dir again.
             let mut p = Process::spawn(&prepared.place, self.pool(), &spec, false, None)?;
             p.close_stdin();
@@ -512,7 +619,7 @@ impl Runner {
             }
             compile = Some(r);
         }
-        let spec = self.stage_spec(job, Stage::Run, job.run);
+        let spec = self.stage_spec(job, &env, Stage::Run, job.run);
         let mut p = Process::spawn(
             &prepared.place,
             self.pool(),
@@ -530,14 +637,26 @@ impl Runner {
     /// Starts a job in a background thread and returns a handle to talk to it. `job.stdin` is
     /// written to the run stage first; stdin stays open until [`JobHandle::close_stdin`].
     pub fn start_job(&self, job: JobSpec) -> Result<JobHandle, RunnerError> {
+        let env = self.package_env(&job)?.map_err(|r| {
+            RunnerError::InvalidJob(format!(
+                "the environment of {} could not be read: {}",
+                job.package_dir.display(),
+                r.message.as_deref().unwrap_or(r.stderr.trim())
+            ))
+        })?;
         let prepared = self.prepare(&job.layers, &job.files)?;
         let specs: Vec<(Stage, ProcessSpec)> = job
             .compile
-            .map(|l| (Stage::Compile, self.stage_spec(&job, Stage::Compile, l)))
+            .map(|l| {
+                (
+                    Stage::Compile,
+                    self.stage_spec(&job, &env, Stage::Compile, l),
+                )
+            })
             .into_iter()
             .chain(std::iter::once((
                 Stage::Run,
-                self.stage_spec(&job, Stage::Run, job.run),
+                self.stage_spec(&job, &env, Stage::Run, job.run),
             )))
             .collect();
         let (ev_tx, ev_rx) = mpsc::channel();

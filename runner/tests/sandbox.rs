@@ -218,6 +218,44 @@ fn hello_world_and_conventions() {
     assert!(r.memory_bytes > 0);
 }
 
+/// The package's `environment` is evaluated once per package and language (exports only, with
+/// PISTON_LANGUAGE set and the package directory as cwd), and again when the file changes.
+#[test]
+fn package_environment_is_evaluated_once_and_follows_changes() {
+    let Some(e) = env() else { return };
+    let env_file = "export GREETING=\"hi from $PISTON_LANGUAGE in $PWD\"\nNOT_EXPORTED=1\n";
+    let pkg = e.layer.package(
+        "envtest",
+        &[
+            ("run", "echo \"$GREETING/${NOT_EXPORTED:-unset}/$(pwd)\"\n"),
+            ("environment", env_file),
+        ],
+    );
+    let mut job = e.job("", limits());
+    job.package_dir = pkg.clone();
+    job.language = "envlang".into();
+    let first = e.runner.run_job(&job).unwrap().run;
+    assert_eq!(
+        first.stdout,
+        format!(
+            "hi from envlang in {}/unset/{}\n",
+            pkg.display(),
+            runner::BOX_DIR
+        ),
+        "{first:?}"
+    );
+    assert_eq!(e.runner.run_job(&job).unwrap().run.stdout, first.stdout);
+    // Another language of the same package gets its own evaluation.
+    job.language = "other".into();
+    let other = e.runner.run_job(&job).unwrap().run.stdout;
+    assert!(other.starts_with("hi from other in "), "{other}");
+    // A changed file is read again.
+    let host = e.layer.path().join(pkg.strip_prefix("/").unwrap());
+    fs::write(host.join("environment"), "export GREETING=changed\n").unwrap();
+    let changed = e.runner.run_job(&job).unwrap().run.stdout;
+    assert!(changed.starts_with("changed/unset/"), "{changed}");
+}
+
 #[test]
 fn args_and_stdin() {
     let Some(e) = env() else { return };
