@@ -139,7 +139,8 @@ type EnvKey = (
     String,
     Vec<Option<(u64, u64, i64, u64)>>,
 );
-type EnvCache = Mutex<HashMap<EnvKey, Arc<Vec<(String, String)>>>>;
+type PackageEnv = Arc<Vec<(String, String)>>;
+type EnvCache = Mutex<HashMap<EnvKey, PackageEnv>>;
 
 /// Prints the exported variables after sourcing the package's environment (cwd = package dir),
 /// NUL-separated; bash alone, so it works in any tree.
@@ -433,10 +434,7 @@ impl Runner {
     /// then cached, as Piston does at install time. This keeps a shell out of every stage.
     /// When the evaluation itself fails (the sandbox could not be set up on these layers, the
     /// file cannot be read), its result is what the job gets.
-    fn package_env(
-        &self,
-        job: &JobSpec,
-    ) -> Result<Result<Arc<Vec<(String, String)>>, StageResult>, RunnerError> {
+    fn package_env(&self, job: &JobSpec) -> Result<Result<PackageEnv, StageResult>, RunnerError> {
         let rel = job
             .package_dir
             .strip_prefix("/")
