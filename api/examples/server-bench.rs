@@ -71,14 +71,11 @@ const STAGE_ENV: [(&str, &str); 3] = [
     ("HOME", "/tmp"),
     ("LANG", "C.UTF-8"),
 ];
-/// What the runner's stage wrapper does before the run script (runner/src/job.rs STAGE_SCRIPT),
-/// minus the sandbox: enter the package directory, source its environment, exec the script.
-const RUN_SCRIPT_WRAPPER: &str = r#"cd -- "$1" || exit 1
+/// How the runner reads a package's environment (once per package, runner/src/job.rs
+/// ENV_SCRIPT): source it in the package directory, print every exported variable.
+const ENV_SCRIPT: &str = r#"cd -- "$1" || exit 1
 if [ -f ./environment ]; then . ./environment; fi
-cd / || exit 1
-s=$2
-shift 2
-exec /bin/bash "$s" "$@""#;
+for n in $(compgen -e); do printf '%s=%s\0' "$n" "${!n}"; done"#;
 
 fn main() -> std::process::ExitCode {
     match run(&Args::parse()) {
@@ -186,6 +183,8 @@ struct Runtime {
     tree: PathBuf,
     /// `/piston/packages/<name>/<version>` inside the tree.
     package_dir: String,
+    /// The stage environment (base and the package's exports).
+    env: Vec<(String, String)>,
 }
 
 impl Runtime {
@@ -218,12 +217,36 @@ impl Runtime {
             "{} is not mounted (run `ppman reconcile`)",
             package.tree.display()
         );
-        Ok(Self {
+        let mut runtime = Self {
             language: language.to_owned(),
             version: package.entry.version.to_string(),
             tree: package.tree,
             package_dir: package.package_dir,
-        })
+            env: Vec::new(),
+        };
+        runtime.env = runtime.package_env()?;
+        Ok(runtime)
+    }
+
+    /// The stage environment the runner gives this package: the base with what its
+    /// `environment` exports.
+    fn package_env(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let out = self
+            .chroot(&["/bin/bash", "-c", ENV_SCRIPT, "piston", &self.package_dir])
+            .env("PISTON_LANGUAGE", &self.language)
+            .output()
+            .context("cannot read the package's environment")?;
+        ensure!(
+            out.status.success(),
+            "reading the environment: {}",
+            out.status
+        );
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .split('\0')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| !["PWD", "OLDPWD", "SHLVL", "_", ""].contains(k))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
     }
 
     /// `chroot <tree> ARGV` with the stage's environment.
@@ -257,26 +280,34 @@ impl Runtime {
         Ok(took)
     }
 
-    /// Runs the package's `run` script on `args` the way the runner's stage wrapper does, without
-    /// the sandbox.
+    /// Runs the package's `run` script on `args` the way the runner starts a stage
+    /// (`/bin/bash <package_dir>/run ARGS` in the package's environment), without the sandbox.
     fn run_script(&self, args: &[&str], expected: &str) -> anyhow::Result<Duration> {
         let script = format!("{}/run", self.package_dir);
-        let mut argv = vec![
-            "/bin/bash",
-            "-c",
-            RUN_SCRIPT_WRAPPER,
-            "piston",
-            &self.package_dir,
-            &script,
-        ];
+        let mut argv = vec!["/bin/bash", &script];
         argv.extend_from_slice(args);
-        self.run(&argv, expected)
+        let start = Instant::now();
+        let out = self
+            .chroot(&argv)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .with_context(|| format!("cannot run {script} in {}", self.tree.display()))?;
+        let took = start.elapsed();
+        ensure!(
+            out.status.success() && out.stdout == expected.as_bytes(),
+            "{script}: {}, stdout {:?}, stderr {:?}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(took)
     }
 }
 
 // ---- the server -----------------------------------------------------------------------------
 
-/// `target/release/piston`: this example is `target/release/examples/bench`.
+/// `target/release/piston`: this example is `target/release/examples/server-bench`.
 fn default_server_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let binary = exe
@@ -910,7 +941,7 @@ fn print_latency(l: &Latency, python: &Runtime, n: usize) {
         ms(direct.mean)
     );
     println!(
-        "| direct through the package's run script (stage wrapper + `{}/run`, no sandbox) | {} | {} | {} |",
+        "| direct through the package's run script (`bash {}/run` in the package's environment, no sandbox) | {} | {} | {} |",
         python.package_dir,
         ms(script.p50),
         ms(script.p99),
@@ -974,8 +1005,8 @@ fn print_throughput(rows: &[Throughput], n: usize, chroot_cost: Duration) {
     );
     println!(
         "bare: `chroot <bash tree> /bin/bash -c 'echo hi'` (chroot(8) adds about {} per job, \
-         see above); bare via the run script: the same through the stage wrapper and the \
-         package's `run` (as in the sandbox, without it)\n",
+         see above); bare via the run script: `bash <package>/run` in the package's environment \
+         (as the sandbox starts a stage, without the sandbox)\n",
         ms(chroot_cost)
     );
     println!(
