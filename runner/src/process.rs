@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::cgroup::{CgroupLimits, CpuUsage, JobCgroup};
@@ -95,9 +95,11 @@ pub struct Process {
     stdout_overflow: bool,
     stderr_overflow: bool,
     killed: Option<KillReason>,
-    /// The caller sent SIGKILL ([`Process::signal`]): init dies without a report, and the
-    /// program is reported killed by that signal (not as an internal error).
-    sigkill_sent: AtomicBool,
+    /// When the caller's SIGKILL ([`Process::signal`]) went to the helper: microseconds since
+    /// `start`, plus one (0: never). Init then dies without a report, and the program is
+    /// reported killed by that signal (not as an internal error). Like a kill, it is escalated
+    /// should the helper not act on it.
+    sigkill_sent_us: AtomicU64,
     emit: bool,
     events: VecDeque<ProcessEvent>,
     finished: bool,
@@ -189,7 +191,7 @@ impl Process {
             stdout_overflow: false,
             stderr_overflow: false,
             killed: None,
-            sigkill_sent: AtomicBool::new(false),
+            sigkill_sent_us: AtomicU64::new(0),
             emit,
             events: VecDeque::new(),
             finished: false,
@@ -257,7 +259,10 @@ impl Process {
         }
         if sig == libc::SIGKILL {
             // Through the helper, which reaps the job's init (see `kill`).
-            self.sigkill_sent.store(true, Ordering::Relaxed);
+            let now = self.start.elapsed().as_micros() as u64 + 1;
+            let _ =
+                self.sigkill_sent_us
+                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
             return sys::sigqueue(self.helper_pid, sys::KILL_REQUEST_SIGNAL, sys::KILL_REQUEST);
         }
         sys::kill(self.helper_pid, sig)
@@ -365,17 +370,27 @@ impl Process {
             wait_ms = wait_ms.min(u.saturating_duration_since(now).as_millis() as i64 + 1);
         }
         let running = self.killed.is_none();
-        // A kill request the helper did not act on within a second: SIGKILL it.
-        if let Some(t) = self.killed_at
+        // A kill request (ours or a caller's SIGKILL) the helper did not act on within a
+        // second: SIGKILL the helper itself (init has PDEATHSIG SIGKILL, the job goes with it).
+        let since_kill = self.killed_at.map(|t| t.elapsed()).or_else(|| {
+            match self.sigkill_sent_us.load(Ordering::Relaxed) {
+                0 => None,
+                us => Some(
+                    now.duration_since(self.start)
+                        .saturating_sub(Duration::from_micros(us - 1)),
+                ),
+            }
+        });
+        if let Some(d) = since_kill
             && !self.helper_reaped
-            && t.elapsed() > Duration::from_secs(1)
+            && d > Duration::from_secs(1)
         {
             let _ = sys::kill(self.helper_pid, libc::SIGKILL);
         }
         // Defensive: once killed, every job process dies with its PID namespace and the pipes
         // close at once; should anything keep them open, stop waiting after a few seconds.
-        if let Some(t) = self.killed_at
-            && t.elapsed() > Duration::from_secs(5)
+        if let Some(d) = since_kill
+            && d > Duration::from_secs(5)
         {
             tracing::warn!("sandbox pipes still open 5 s after the kill; giving up on them");
             self.stdout = None;
@@ -610,7 +625,9 @@ impl Process {
                 }
             }
             _ => {
-                if self.killed.is_some() || verdict.oom || self.sigkill_sent.load(Ordering::Relaxed)
+                if self.killed.is_some()
+                    || verdict.oom
+                    || self.sigkill_sent_us.load(Ordering::Relaxed) != 0
                 {
                     verdict.signal = Some(libc::SIGKILL);
                 }

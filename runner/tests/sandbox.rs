@@ -834,6 +834,87 @@ fn signals_reach_the_program() {
     assert!(r.stdout.ends_with("got-term\n"), "{r:?}");
 }
 
+/// The parent pid of a host process.
+fn ppid(pid: u32) -> u32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // pid (comm) state ppid ...: comm may hold spaces, so split after its closing parenthesis.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// A caller's SIGKILL goes through the helper; should the helper not act on it (here: it is
+/// stopped), the library SIGKILLs the helper after a second, and the job still ends, reported
+/// as killed by SIGKILL.
+#[test]
+fn a_sigkill_the_helper_does_not_act_on_is_escalated() {
+    let Some(e) = env() else { return };
+    let spec = ProcessSpec {
+        argv: vec![
+            "/bin/bash".into(),
+            "-c".into(),
+            "echo ready; exec sleep 617".into(),
+        ],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: "/box".into(),
+        limits: Limits {
+            wall_timeout_ms: 60_000,
+            cpu_time_ms: 60_000,
+            ..limits()
+        },
+    };
+    let mut p = e.runner.start_command(&e.layers(), &[], &spec).unwrap();
+    assert_eq!(
+        p.read_line(100, Duration::from_secs(10))
+            .unwrap()
+            .as_deref(),
+        Some(&b"ready"[..])
+    );
+    // The program → init → the outer helper (bash may still be on its way to the exec).
+    let find = || {
+        fs::read_dir("/proc").unwrap().flatten().find_map(|d| {
+            let pid: u32 = d.file_name().to_string_lossy().parse().ok()?;
+            let cmd = fs::read(d.path().join("cmdline")).ok()?;
+            (cmd == b"sleep\0617\0").then_some(pid)
+        })
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let program = loop {
+        match find() {
+            Some(pid) => break pid,
+            None if std::time::Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            None => panic!("the program does not run"),
+        }
+    };
+    let helper = ppid(ppid(program));
+    assert!(
+        fs::read_to_string(format!("/proc/{helper}/cmdline"))
+            .unwrap()
+            .contains("piston-sandbox"),
+        "helper {helper}"
+    );
+    let stopped = Command::new("kill")
+        .args(["-STOP", &helper.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let started = std::time::Instant::now();
+    p.signal(libc::SIGKILL).unwrap();
+    let r = p.close(Duration::from_secs(30));
+    assert!(started.elapsed() < Duration::from_secs(20), "{r:?}");
+    assert_eq!(
+        (r.status, r.signal.as_deref()),
+        (Some(Status::SG), Some("SIGKILL")),
+        "{r:?}"
+    );
+    let gone = std::time::Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{program}")).exists() && std::time::Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!Path::new(&format!("/proc/{program}")).exists());
+}
+
 #[test]
 fn a_dead_server_leaves_a_job_that_still_ends_and_is_cleaned_up_later() {
     if !privileged() {
