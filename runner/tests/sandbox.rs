@@ -874,7 +874,7 @@ fn a_sigkill_the_helper_does_not_act_on_is_escalated() {
         fs::read_dir("/proc").unwrap().flatten().find_map(|d| {
             let pid: u32 = d.file_name().to_string_lossy().parse().ok()?;
             let cmd = fs::read(d.path().join("cmdline")).ok()?;
-            (cmd == b"sleep\0617\0").then_some(pid)
+            (cmd == b"sleep\x00617\x00").then_some(pid)
         })
     };
     let until = std::time::Instant::now() + Duration::from_secs(10);
