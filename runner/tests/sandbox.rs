@@ -882,7 +882,7 @@ fn a_sigkill_the_helper_does_not_act_on_is_escalated() {
         match find() {
             Some(pid) => break pid,
             None if std::time::Instant::now() < until => {
-                std::thread::sleep(Duration::from_millis(10))
+                std::thread::sleep(Duration::from_millis(10));
             }
             None => panic!("the program does not run"),
         }
