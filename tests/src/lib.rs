@@ -223,3 +223,23 @@ pub fn host_processes_with(needle: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// A built repository's index, read directly (the tests compare what ppman and the server say
+/// with it). Parsed as trusted: the tests that check signatures do so through ppman.
+pub fn read_index(repo: &Path) -> ppman::schema::Index {
+    let raw = std::fs::read(repo.join("index.json")).expect("index.json");
+    ppman::schema::Index::parse_trusted(&raw).expect("index.json parses")
+}
+
+/// The highest version of `name` in `index`.
+pub fn index_entry<'i>(
+    index: &'i ppman::schema::Index,
+    name: &str,
+) -> &'i ppman::schema::IndexEntry {
+    index
+        .packages
+        .iter()
+        .filter(|p| p.name == name)
+        .max_by(|a, b| a.version.cmp_precedence(&b.version))
+        .unwrap_or_else(|| panic!("{name} is not in the test repository"))
+}

@@ -23,7 +23,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use e2e::{Installation, host_processes_with, test_repo};
+use e2e::{Installation, host_processes_with, index_entry, read_index, test_repo};
 use futures_util::{SinkExt as _, StreamExt as _};
 use ppman::schema::{Index, IndexEntry};
 use serde_json::{Value, json};
@@ -72,23 +72,11 @@ fn binary(name: &str) -> PathBuf {
 
 /// The test repository's index (the tests compare what the server says with it).
 fn index() -> Index {
-    let repo = test_repo().expect("the test repository");
-    let raw = std::fs::read(repo.join("index.json")).expect("index.json");
-    serde_json::from_slice(&raw).expect("index.json parses")
-}
-
-/// The highest version of `name` in `index`.
-fn entry<'i>(index: &'i Index, name: &str) -> &'i IndexEntry {
-    index
-        .packages
-        .iter()
-        .filter(|p| p.name == name)
-        .max_by(|a, b| a.version.cmp_precedence(&b.version))
-        .unwrap_or_else(|| panic!("{name} is not in the test repository"))
+    read_index(&test_repo().expect("the test repository"))
 }
 
 fn version(name: &str) -> String {
-    entry(&index(), name).version.to_string()
+    index_entry(&index(), name).version.to_string()
 }
 
 /// A port free on loopback a moment ago.
@@ -541,7 +529,7 @@ fn server_routes_and_runtimes() {
     let index = index();
     let mut expected: Vec<Value> = PACKAGES
         .iter()
-        .map(|name| entry(&index, name))
+        .map(|name| index_entry(&index, name))
         .flat_map(|e| {
             e.provides.iter().map(move |p| {
                 let mut rt = json!({
@@ -1705,7 +1693,7 @@ fn v2_packages_install_and_uninstall() {
     };
     let s = &own.server;
     let index = index();
-    let bash = entry(&index, "bash").version.to_string();
+    let bash = index_entry(&index, "bash").version.to_string();
     let listing = |installed: &[&str]| -> Vec<Value> {
         let mut list: Vec<Value> = index
             .packages
@@ -1827,8 +1815,8 @@ fn v3_repository_routes() {
     };
     let s = &own.server;
     let index = index();
-    let python = entry(&index, "python");
-    let base = entry(&index, "base");
+    let python = index_entry(&index, "python");
+    let base = index_entry(&index, "base");
     let url = own.installation.server.url.clone();
 
     let (status, repos) = s.get("/api/v3/repos");

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use e2e::{Installation, StaticServer, loops_under, mounts_under, test_repo};
-use ppman::schema::{Index, IndexEntry};
+use e2e::{
+    Installation, StaticServer, index_entry, loops_under, mounts_under, read_index, test_repo,
+};
 use ppman::{PackageManager, Selector};
 
 /// The `ppman` binary of this build (`target/<profile>/ppman`, next to `deps/` where this test
@@ -96,22 +97,6 @@ fn python_prints_42(tree: &Path, package_dir: &str) -> Result<(), String> {
     }
 }
 
-/// The repository's index, read directly (the tests compare what ppman says with it).
-fn index(repo: &Path) -> Index {
-    let raw = std::fs::read(repo.join("index.json")).expect("index.json");
-    serde_json::from_slice(&raw).expect("index.json parses")
-}
-
-/// The highest version of `name` in `index`.
-fn index_entry<'i>(index: &'i Index, name: &str) -> &'i IndexEntry {
-    index
-        .packages
-        .iter()
-        .filter(|p| p.name == name)
-        .max_by_key(|p| &p.version)
-        .unwrap_or_else(|| panic!("{name} is not in the test repository"))
-}
-
 /// `key: value` lines of `ppman info`.
 fn info_fields(out: &str) -> std::collections::BTreeMap<String, String> {
     out.lines()
@@ -197,7 +182,7 @@ fn cli_installs_runs_and_removes_python() {
     let Some(repo) = test_repo() else {
         return;
     };
-    let index = index(&repo);
+    let index = read_index(&repo);
     let python = index_entry(&index, "python");
     let base = index_entry(&index, "base");
     let (pv, bv) = (python.version.to_string(), base.version.to_string());
@@ -431,7 +416,7 @@ fn tampered_repository_is_refused_and_nothing_is_installed() {
     let Some(repo) = test_repo() else {
         return;
     };
-    let index = index(&repo);
+    let index = read_index(&repo);
     let python = index_entry(&index, "python");
     let copy = tempfile::Builder::new()
         .prefix("piston-e2e-tampered-")
@@ -576,7 +561,7 @@ fn concurrent_installs_from_a_local_folder_share_one_base() {
     let Some(repo) = test_repo() else {
         return;
     };
-    let index = index(&repo);
+    let index = read_index(&repo);
     let tmp = tempfile::Builder::new()
         .prefix("piston-e2e-concurrent-")
         .tempdir()
@@ -669,7 +654,7 @@ fn an_install_killed_mid_download_leaves_only_a_partial_file_that_gc_removes() {
     let Some(repo) = test_repo() else {
         return;
     };
-    let index = index(&repo);
+    let index = read_index(&repo);
     let python = index_entry(&index, "python");
     let base = index_entry(&index, "base");
     let copy = tempfile::Builder::new()
