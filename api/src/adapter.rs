@@ -49,11 +49,6 @@ pub fn build(config: &Config) -> Result<Arc<dyn Engine>, AdapterError> {
     if let Some(url) = &config.repo_url {
         register_default_repo(&pm, url, config.repo_key.as_deref());
     }
-    if !config.disable_networking {
-        tracing::warn!(
-            "disable_networking=false is not supported by the runner yet; jobs have no network"
-        );
-    }
     let mut runner_config = runner::RunnerConfig {
         uid_min: config.runner_uid_min,
         uid_max: config.runner_uid_max,

@@ -499,7 +499,19 @@ impl Config {
                 };
             }
             "limit_overrides" => self.limit_overrides = parse_overrides(value).map_err(invalid)?,
-            "disable_networking" => self.disable_networking = parse_bool(value).map_err(invalid)?,
+            "disable_networking" => {
+                self.disable_networking = parse_bool(value).map_err(invalid)?;
+                if !self.disable_networking {
+                    // Refused rather than ignored: an operator who asks for network must not
+                    // believe jobs have it (or that they do not, should it ever be shared).
+                    return Err(invalid(
+                        "jobs cannot have network: each runs in an empty network namespace \
+                         (sharing the host's would expose this API and every loopback service \
+                         to them); remove the option or set it to true"
+                            .to_owned(),
+                    ));
+                }
+            }
             "max_concurrent_jobs" => {
                 self.max_concurrent_jobs = positive(value, "jobs").map_err(invalid)? as usize;
             }
@@ -754,6 +766,14 @@ mod tests {
         assert!(
             c.disable_networking,
             "unlike Piston, TRUE does not enable networking"
+        );
+        // Asking for network is refused, not ignored.
+        let err = Config::load(None, env(&[("PISTON_DISABLE_NETWORKING", "false")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PISTON_DISABLE_NETWORKING") && err.contains("empty network namespace"),
+            "{err}"
         );
     }
 
