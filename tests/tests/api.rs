@@ -437,6 +437,8 @@ rm -rf --one-file-system "$data" "$work"
         .env_remove("PISTON_DATA_DIRECTORY")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
+        // Not the tests' stderr: it outlives them, and a CI runner reading that pipe would wait.
+        .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .expect("start the reaper")
