@@ -174,10 +174,10 @@ fn init(mut input: SpecInput, signals: &sys::SigSet) -> ! {
     mark(&spec, "hostname");
     let exec = exec_args(&spec);
     let start = sys::monotonic_ns();
-    let target = match sys::fork() {
-        Ok(0) => target(&spec, &filter, &exec),
+    // Init is single-threaded, and the target ends in execve or _exit.
+    let target = match sys::vfork_run(&mut || target(&spec, &filter, &exec)) {
         Ok(p) => p,
-        Err(e) => fail(&format!("fork target: {e}")),
+        Err(e) => fail(&format!("start target: {e}")),
     };
     mark(&spec, "fork target");
     for fd in 0..3 {

@@ -318,9 +318,39 @@ pub(crate) fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> io::Result<Pid> {
     Ok(r as Pid)
 }
 
-pub(crate) fn fork() -> io::Result<Pid> {
-    // SAFETY: only called from the single-threaded helper/init, where fork is safe.
-    check(unsafe { libc::fork() })
+/// Runs `child` in a new process that shares this one's memory until it execs or exits
+/// (`clone(CLONE_VM | CLONE_VFORK)`, as posix_spawn does), on a stack of its own; returns its
+/// pid once it has. No page tables are copied and nothing is copied on write, which a `fork` of
+/// the job's init paid on every job. The caller must be single-threaded (no lock can be held by
+/// another thread), and `child` must end in `execve` or `_exit`: anything it writes to memory
+/// (e.g. an allocation on an error path) is seen by this process afterwards.
+pub(crate) fn vfork_run(child: &mut dyn FnMut() -> libc::c_int) -> io::Result<Pid> {
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&mut &mut dyn FnMut` passed below, alive while the parent is
+        // suspended in clone (CLONE_VFORK), which is for as long as this child runs.
+        let child = unsafe { &mut *arg.cast::<&mut dyn FnMut() -> libc::c_int>() };
+        child()
+    }
+    const STACK: usize = 1 << 20;
+    // Pages are only touched as the child uses them (calloc of this size maps zero pages).
+    let mut stack = vec![0u8; STACK];
+    // SAFETY: the pointer is one past the end of `stack`, which outlives the child's use of it.
+    let top = unsafe { stack.as_mut_ptr().add(STACK) };
+    let top = (top as usize & !15) as *mut libc::c_void;
+    let mut arg: &mut dyn FnMut() -> libc::c_int = child;
+    // SAFETY: `trampoline` runs on `stack`; CLONE_VFORK suspends this thread until the child
+    // execs or exits, so `stack` and `arg` stay valid and nothing else runs concurrently on the
+    // shared memory.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut arg as *mut &mut dyn FnMut() -> libc::c_int).cast(),
+        )
+    };
+    drop(stack);
+    check(pid)
 }
 
 pub(crate) fn getpid() -> Pid {
