@@ -305,10 +305,12 @@ impl Cgroups {
                 }
             }
         }
-        Ok(JobCgroup {
+        let job = JobCgroup {
             layout,
             strict: self.strict,
-        })
+        };
+        job.set_fixed()?;
+        Ok(job)
     }
 }
 
@@ -356,7 +358,27 @@ pub struct JobCgroup {
 }
 
 impl JobCgroup {
-    /// Writes the limits (any time before the job's code runs).
+    /// What every job gets, written when the cgroup is made (ahead of time, in the pool): no
+    /// swap, and on v2 an OOM kill takes the whole job.
+    fn set_fixed(&self) -> Result<(), RunnerError> {
+        match &self.layout {
+            Layout::V1 { memory, .. } => {
+                let _ = fs::write(memory.join("memory.swappiness"), "0");
+            }
+            Layout::V2 { dir } => {
+                let swap = dir.join("memory.swap.max");
+                if swap.exists() {
+                    write(&swap, "0")?;
+                }
+                if self.strict || dir.join("memory.oom.group").exists() {
+                    let _ = fs::write(dir.join("memory.oom.group"), "1");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The job's own limits, written when a job takes the cgroup (before anything of it runs).
     pub fn set_limits(&self, l: CgroupLimits) -> Result<(), RunnerError> {
         match &self.layout {
             Layout::V1 { memory, pids, .. } => {
@@ -368,7 +390,6 @@ impl JobCgroup {
                         write(&memsw, &m.to_string())?;
                     }
                 }
-                let _ = fs::write(memory.join("memory.swappiness"), "0");
                 write(&pids.join("pids.max"), &l.pids.to_string())?;
             }
             Layout::V2 { dir } => {
@@ -378,13 +399,6 @@ impl JobCgroup {
                     && usable("memory.max")
                 {
                     write(&dir.join("memory.max"), &m.to_string())?;
-                }
-                let swap = dir.join("memory.swap.max");
-                if swap.exists() {
-                    write(&swap, "0")?;
-                }
-                if usable("memory.oom.group") {
-                    let _ = fs::write(dir.join("memory.oom.group"), "1");
                 }
                 if usable("pids.max") {
                     write(&dir.join("pids.max"), &l.pids.to_string())?;
