@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, fchown};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -151,20 +151,40 @@ for n in $(compgen -e); do printf '%s=%s\0' "$n" "${!n}"; done"#;
 /// Variables of the shell itself, not of the package.
 const SHELL_VARS: [&str; 4] = ["PWD", "OLDPWD", "SHLVL", "_"];
 
-/// uids in use by jobs of this process (shared by every `Runner` in it).
+/// uids in use by jobs of this process (shared by every `Runner` in it), and a signal for when
+/// one is released.
 static UIDS_IN_USE: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+static UID_RELEASED: Condvar = Condvar::new();
+
+/// How long a job waits for a uid when every one is taken (finished jobs release theirs as the
+/// janitor tears them down) before it is refused.
+const UID_WAIT: Duration = Duration::from_secs(10);
 static JOB_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 struct UidLease(u32);
 
 impl UidLease {
     fn take(min: u32, max: u32) -> Result<UidLease, RunnerError> {
+        Self::take_within(min, max, UID_WAIT)
+    }
+
+    fn take_within(min: u32, max: u32, wait: Duration) -> Result<UidLease, RunnerError> {
+        let deadline = std::time::Instant::now() + wait;
         let mut used = UIDS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
-        let uid = (min..=max)
-            .find(|u| !used.contains(u))
-            .ok_or(RunnerError::NoFreeUid { min, max })?;
-        used.insert(uid);
-        Ok(UidLease(uid))
+        loop {
+            if let Some(uid) = (min..=max).find(|u| !used.contains(u)) {
+                used.insert(uid);
+                return Ok(UidLease(uid));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(RunnerError::NoFreeUid { min, max });
+            }
+            used = UID_RELEASED
+                .wait_timeout(used, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 }
 
@@ -174,6 +194,7 @@ impl Drop for UidLease {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.0);
+        UID_RELEASED.notify_one();
     }
 }
 
@@ -305,6 +326,8 @@ impl Drop for JobDir {
 struct PreparedJob {
     place: SandboxPlace,
     id: String,
+    /// This job's lane of the janitor.
+    janitor: Janitor,
     _dir: JobDir,
     _uid: UidLease,
 }
@@ -392,11 +415,8 @@ impl Runner {
         let lease = UidLease::take(c.uid_min, c.uid_max)?;
         let uid = lease.0;
         let gid = c.gid_min + (uid - c.uid_min);
-        let id = format!(
-            "{}-{}",
-            std::process::id(),
-            JOB_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let seq = JOB_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-{seq}", std::process::id());
         let path = c.work_dir.join(format!("job-{id}"));
         let dir = JobDir::create(path.clone(), c.disk_bytes, uid, gid, files)?;
         Ok(PreparedJob {
@@ -412,6 +432,7 @@ impl Runner {
                 seccomp: c.seccomp,
             },
             id,
+            janitor: self.janitor.for_job(seq),
             _dir: dir,
             _uid: lease,
         })
@@ -562,14 +583,14 @@ impl Runner {
             self.pool(),
             spec,
             false,
-            Some(self.janitor.clone()),
+            Some(job.janitor.clone()),
         )?;
         let t2 = t0.elapsed();
         p.write_stdin(stdin);
         p.close_stdin();
         let r = p.wait();
         let t3 = t0.elapsed();
-        self.janitor.submit(Task::Drop(Box::new(job)));
+        job.janitor.clone().submit(Task::Drop(Box::new(job)));
         tracing::debug!(prepare = ?t1, spawned = ?t2, ended = ?t3, cleaned = ?t0.elapsed(), "run_command timings");
         Ok(r)
     }
@@ -623,12 +644,15 @@ impl Runner {
             self.pool(),
             &spec,
             false,
-            Some(self.janitor.clone()),
+            Some(prepared.janitor.clone()),
         )?;
         p.write_stdin(&job.stdin);
         p.close_stdin();
         let run = p.wait();
-        self.janitor.submit(Task::Drop(Box::new(prepared)));
+        prepared
+            .janitor
+            .clone()
+            .submit(Task::Drop(Box::new(prepared)));
         Ok(JobResult { compile, run })
     }
 
@@ -1027,11 +1051,18 @@ mod tests {
         let b = UidLease::take(60001, 60002).unwrap();
         assert_ne!(a.0, b.0);
         assert!(matches!(
-            UidLease::take(60001, 60002),
+            UidLease::take_within(60001, 60002, Duration::from_millis(20)),
             Err(RunnerError::NoFreeUid { .. })
         ));
-        drop(a);
-        let c = UidLease::take(60001, 60002).unwrap();
+        // A job waits for a uid that a finishing job releases.
+        let released = a.0;
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(a);
+        });
+        let c = UidLease::take_within(60001, 60002, Duration::from_secs(10)).unwrap();
+        assert_eq!(c.0, released);
+        t.join().unwrap();
         drop((b, c));
     }
 }

@@ -7,7 +7,8 @@
 //!   takes the helper, before the spec is sent, so nothing untrusted ever runs unlimited.
 //! * [`Janitor`]: tears finished stages down in the background (reap the helper — whose init may
 //!   still be unmounting its namespace —, sweep and remove the cgroup, unmount the job tmpfs,
-//!   release the uid), in order. [`Janitor::flush`] waits for everything queued so far.
+//!   release the uid), in order for each job, several jobs at once. [`Janitor::flush`] waits for
+//!   everything queued so far.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -257,51 +258,84 @@ pub(crate) enum Task {
     Flush(mpsc::Sender<()>),
 }
 
-/// Background teardown, in submission order (see the module docs).
+/// Background teardown (see the module docs): a few lanes, each a thread that works through its
+/// tasks in submission order. A job's tasks all go to one lane ([`Janitor::for_job`]), so its
+/// stages are reaped before its directory and uid go; different jobs are torn down in
+/// parallel, since most of a teardown is waiting on the kernel (a helper's exit behind its
+/// namespaces, cgroup removal), and one lane fell behind a busy server: the uids of finished jobs
+/// piled up until new jobs found none.
 #[derive(Debug, Clone)]
 pub(crate) struct Janitor {
-    tx: mpsc::Sender<Task>,
+    lanes: Arc<Vec<mpsc::Sender<Task>>>,
+    lane: usize,
+}
+
+/// Teardown lanes.
+const JANITOR_LANES: usize = 4;
+
+fn janitor_lane(rx: mpsc::Receiver<Task>) {
+    for t in rx {
+        match t {
+            Task::Stage { pid, cgroup } => {
+                let _ = sys::wait(pid, false);
+                cgroup.kill_all();
+                if let Err(e) = cgroup.remove() {
+                    tracing::warn!(error = %e, "job cgroup not removed");
+                }
+            }
+            Task::Drop(b) => drop(b),
+            Task::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
 }
 
 impl Janitor {
     pub fn start() -> Result<Janitor, RunnerError> {
-        let (tx, rx) = mpsc::channel::<Task>();
-        std::thread::Builder::new()
-            .name("piston-janitor".into())
-            .spawn(move || {
-                for t in rx {
-                    match t {
-                        Task::Stage { pid, cgroup } => {
-                            let _ = sys::wait(pid, false);
-                            cgroup.kill_all();
-                            if let Err(e) = cgroup.remove() {
-                                tracing::warn!(error = %e, "job cgroup not removed");
-                            }
-                        }
-                        Task::Drop(b) => drop(b),
-                        Task::Flush(done) => {
-                            let _ = done.send(());
-                        }
-                    }
-                }
-            })
-            .map_err(|e| RunnerError::io("spawn", "janitor thread", e))?;
-        Ok(Janitor { tx })
+        let mut lanes = Vec::with_capacity(JANITOR_LANES);
+        for i in 0..JANITOR_LANES {
+            let (tx, rx) = mpsc::channel::<Task>();
+            std::thread::Builder::new()
+                .name(format!("piston-janitor-{i}"))
+                .spawn(move || janitor_lane(rx))
+                .map_err(|e| RunnerError::io("spawn", "janitor thread", e))?;
+            lanes.push(tx);
+        }
+        Ok(Janitor {
+            lanes: Arc::new(lanes),
+            lane: 0,
+        })
+    }
+
+    /// The janitor for the job numbered `seq`: every task of a job goes to the same lane.
+    pub fn for_job(&self, seq: u64) -> Janitor {
+        Janitor {
+            lanes: Arc::clone(&self.lanes),
+            lane: (seq % self.lanes.len() as u64) as usize,
+        }
     }
 
     pub fn submit(&self, t: Task) {
         // The janitor is gone (cannot happen while a sender exists): clean up inline.
-        if let Err(mpsc::SendError(Task::Stage { pid, cgroup })) = self.tx.send(t) {
+        if let Err(mpsc::SendError(Task::Stage { pid, cgroup })) = self.lanes[self.lane].send(t) {
             let _ = sys::wait(pid, false);
             cgroup.kill_all();
             let _ = cgroup.remove();
         }
     }
 
-    /// Waits until everything submitted before this call is cleaned up.
+    /// Waits until everything submitted before this call is cleaned up, in every lane.
     pub fn flush(&self) {
-        let (tx, rx) = mpsc::channel();
-        if self.tx.send(Task::Flush(tx)).is_ok() {
+        let waits: Vec<mpsc::Receiver<()>> = self
+            .lanes
+            .iter()
+            .filter_map(|lane| {
+                let (tx, rx) = mpsc::channel();
+                lane.send(Task::Flush(tx)).is_ok().then_some(rx)
+            })
+            .collect();
+        for rx in waits {
             let _ = rx.recv();
         }
     }

@@ -1131,6 +1131,38 @@ fn concurrent_jobs_get_distinct_uids_and_their_own_results() {
     assert_eq!(uids.len(), 8, "{results:?}");
 }
 
+/// More jobs at once than uids: a job waits for the uid of one that finishes (released once its
+/// teardown is done) instead of being refused, and no two jobs run under one uid at a time.
+#[test]
+fn jobs_wait_for_a_free_uid() {
+    let Some(e) = env_with(|c| {
+        c.uid_min = UID_MAX - 1;
+        c.gid_min = UID_MAX - 1;
+        c.uid_max = UID_MAX;
+    }) else {
+        return;
+    };
+    let results: Vec<runner::StageResult> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| {
+                let e = &e;
+                s.spawn(move || {
+                    (0..4)
+                        .map(|_| e.bash("id -u; sleep 0.1", limits()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(results.len(), 24);
+    for r in &results {
+        assert_eq!(r.status, None, "{r:?}");
+        let uid: u32 = r.stdout.trim().parse().unwrap();
+        assert!(uid == UID_MAX - 1 || uid == UID_MAX, "{r:?}");
+    }
+}
+
 #[test]
 fn a_layer_with_a_symlinked_mount_point_is_refused() {
     let Some(e) = env() else { return };
