@@ -646,6 +646,23 @@ impl Config {
                 self.runner_gid_min, self.runner_gid_max
             )));
         }
+        let uids = u64::from(self.runner_uid_max - self.runner_uid_min) + 1;
+        let gids = u64::from(self.runner_gid_max - self.runner_gid_min) + 1;
+        if gids < uids {
+            return Err(ConfigError::Inconsistent(format!(
+                "runner_gid_min..runner_gid_max holds {gids} gids, fewer than the {uids} uids of \
+                 runner_uid_min..runner_uid_max: a job gets gid runner_gid_min + (uid - \
+                 runner_uid_min)"
+            )));
+        }
+        if uids < self.max_concurrent_jobs as u64 {
+            return Err(ConfigError::Inconsistent(format!(
+                "runner_uid_min..runner_uid_max holds {uids} uids, fewer than \
+                 max_concurrent_jobs ({}): every running job needs a uid of its own; widen the \
+                 range or lower max_concurrent_jobs",
+                self.max_concurrent_jobs
+            )));
+        }
         Ok(())
     }
 
@@ -758,6 +775,29 @@ mod tests {
 
         let err = Config::load(None, env(&[("PISTON_RUNNER_UID_MIN", "2000")]), &[]).unwrap_err();
         assert!(matches!(err, ConfigError::Inconsistent(_)));
+
+        // Fewer uids than jobs at once, or fewer gids than uids.
+        let small = [
+            ("PISTON_RUNNER_UID_MIN", "2000"),
+            ("PISTON_RUNNER_UID_MAX", "2009"),
+            ("PISTON_RUNNER_GID_MIN", "2000"),
+            ("PISTON_RUNNER_GID_MAX", "2009"),
+        ];
+        let err = Config::load(None, env(&small), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("holds 10 uids, fewer than max_concurrent_jobs (64)"),
+            "{err}"
+        );
+        let fits = [&small[..], &[("PISTON_MAX_CONCURRENT_JOBS", "10")]].concat();
+        Config::load(None, env(&fits), &[]).unwrap();
+        let gids = [&fits[..], &[("PISTON_RUNNER_GID_MAX", "2005")]].concat();
+        let err = Config::load(None, env(&gids), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("holds 6 gids, fewer than the 10 uids"),
+            "{err}"
+        );
     }
 
     #[test]

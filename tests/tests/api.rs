@@ -118,6 +118,8 @@ impl Server {
                 work.path().join("jobs").display().to_string(),
             ),
             ("shutdown_timeout", "5000".to_owned()),
+            // Every running job needs a uid of its own (the server checks at start-up).
+            ("max_concurrent_jobs", (uid_max - uid_min + 1).to_string()),
         ];
         options.extend(settings.iter().cloned());
         // A port taken between the probe and the bind is tried again.
