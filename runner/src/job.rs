@@ -516,10 +516,11 @@ impl Runner {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let env = Arc::new(env);
-        self.envs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, Arc::clone(&env));
+        let mut envs = self.envs.lock().unwrap_or_else(|e| e.into_inner());
+        // An older evaluation of the same package and language (other layers after a reinstall,
+        // a changed file) will not be asked for again: keep the cache at one entry per pair.
+        envs.retain(|k, _| k.1 != key.1 || k.2 != key.2);
+        envs.insert(key, Arc::clone(&env));
         Ok(Ok(env))
     }
 
