@@ -379,11 +379,11 @@ fn build_root(spec: &SandboxSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// The target: drop everything, then exec. Never returns.
-/// The target's argv and environment as C strings.
-type ExecArgs = Result<(Vec<CString>, Vec<CString>), String>;
+/// The target's program, or why it cannot be run.
+type ExecArgs = Result<sys::ExecImage, String>;
 
-/// Built by init before the fork: allocating in the forked target copies pages on write.
+/// Built by init before the target starts: the target shares init's memory until it execs and
+/// must not allocate (see `sys::vfork_run`).
 fn exec_args(spec: &SandboxSpec) -> ExecArgs {
     let c = |v: &[String], what: &str| {
         v.iter()
@@ -391,9 +391,11 @@ fn exec_args(spec: &SandboxSpec) -> ExecArgs {
             .collect::<io::Result<Vec<CString>>>()
             .map_err(|e| format!("{what}: {e}"))
     };
-    Ok((c(&spec.argv, "argv")?, c(&spec.env, "env")?))
+    sys::ExecImage::new(c(&spec.argv, "argv")?, c(&spec.env, "env")?)
+        .map_err(|e| format!("argv: {e}"))
 }
 
+/// The target: drop everything, then exec. Never returns.
 fn target(spec: &SandboxSpec, filter: &[libc::sock_filter], exec: &ExecArgs) -> ! {
     let r = (|| -> Result<(), String> {
         ctx("unblock signals", sys::SigSet::unblock_all())?;
@@ -431,20 +433,16 @@ fn target(spec: &SandboxSpec, filter: &[libc::sock_filter], exec: &ExecArgs) -> 
         }
         ctx("set uid/gid", sys::set_ids(spec.uid, spec.gid))?;
         ctx("clear capabilities", sys::clear_all_caps())?;
-        ctx(
-            &format!("chdir {}", spec.cwd),
-            std::env::set_current_dir(&spec.cwd),
-        )?;
+        // Formatted only on failure: the target shares init's memory until it execs (see
+        // `sys::vfork_run`), so its path to exec allocates nothing.
+        std::env::set_current_dir(&spec.cwd).map_err(|e| format!("chdir {}: {e}", spec.cwd))?;
         ctx("no_new_privs", sys::set_no_new_privs())?;
         ctx("mark fds close-on-exec", sys::cloexec_from(3))?;
         if spec.seccomp {
             ctx("seccomp", sys::install_seccomp(filter))?;
         }
-        let (argv, env) = exec.as_ref().map_err(String::clone)?;
-        let Some(path) = argv.first() else {
-            return Err("empty argv".into());
-        };
-        let e = sys::execve(path, argv, env);
+        let image = exec.as_ref().map_err(String::clone)?;
+        let e = image.exec();
         Err(format!("exec {}: {e}", spec.argv[0]))
     })();
     if let Err(e) = r {

@@ -323,7 +323,9 @@ pub(crate) fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> io::Result<Pid> {
 /// pid once it has. No page tables are copied and nothing is copied on write, which a `fork` of
 /// the job's init paid on every job. The caller must be single-threaded (no lock can be held by
 /// another thread), and `child` must end in `execve` or `_exit`: anything it writes to memory
-/// (e.g. an allocation on an error path) is seen by this process afterwards.
+/// is seen by this process afterwards, so its normal path must not allocate (a child killed
+/// inside malloc would leave the heap half-updated); allocating on an error path, just before
+/// `_exit`, is fine.
 pub(crate) fn vfork_run(child: &mut dyn FnMut() -> libc::c_int) -> io::Result<Pid> {
     extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `arg` is the `&mut &mut dyn FnMut` passed below, alive while the parent is
@@ -516,14 +518,46 @@ impl SigSet {
 }
 
 /// execve; returns only on failure.
-pub(crate) fn execve(path: &CStr, argv: &[CString], env: &[CString]) -> io::Error {
-    let argv_p = cstr_ptrs(argv);
-    let env_p = cstr_ptrs(env);
-    // SAFETY: NULL-terminated arrays of valid C strings that live across the call.
-    unsafe {
-        libc::execve(path.as_ptr(), argv_p.as_ptr().cast(), env_p.as_ptr().cast());
+/// A program to exec, with its NULL-terminated pointer arrays built ahead of time, so that
+/// [`ExecImage::exec`] allocates nothing (see [`vfork_run`]).
+pub(crate) struct ExecImage {
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    argv_p: Vec<*mut libc::c_char>,
+    env_p: Vec<*mut libc::c_char>,
+}
+
+impl ExecImage {
+    /// `argv[0]` is the path. Refuses an empty argv.
+    pub fn new(argv: Vec<CString>, env: Vec<CString>) -> io::Result<ExecImage> {
+        if argv.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty argv"));
+        }
+        // The pointers stay valid: a CString's bytes do not move when the CString does.
+        let (argv_p, env_p) = (cstr_ptrs(&argv), cstr_ptrs(&env));
+        Ok(ExecImage {
+            argv,
+            env,
+            argv_p,
+            env_p,
+        })
     }
-    io::Error::last_os_error()
+
+    /// Replaces this process with the program; returns only on failure.
+    pub fn exec(&self) -> io::Error {
+        debug_assert_eq!(self.argv_p.len(), self.argv.len() + 1);
+        debug_assert_eq!(self.env_p.len(), self.env.len() + 1);
+        // SAFETY: NULL-terminated arrays of pointers into `self.argv`/`self.env`, which live
+        // across the call.
+        unsafe {
+            libc::execve(
+                self.argv[0].as_ptr(),
+                self.argv_p.as_ptr().cast(),
+                self.env_p.as_ptr().cast(),
+            );
+        }
+        io::Error::last_os_error()
+    }
 }
 
 /// Installs a classic BPF seccomp filter (requires no_new_privs or CAP_SYS_ADMIN).
