@@ -900,6 +900,39 @@ print(open("notes.txt").read())
     assert_clean(&response["run"], "42\n");
 }
 
+/// A burst from many clients at once, more jobs than the server has sandbox uids: every job is
+/// answered with its own output. (Under such load teardown used to fall behind and jobs were
+/// refused for want of a uid.)
+#[test]
+fn a_burst_of_jobs_all_complete() {
+    let Some(s) = shared() else {
+        return;
+    };
+    let results: Vec<(usize, Value)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..24)
+            .map(|client| {
+                scope.spawn(move || {
+                    (0..10)
+                        .map(|i| {
+                            let n = client * 10 + i;
+                            let body = request("bash", "main.sh", &format!("echo {n}"), &json!({}));
+                            (n, s.execute(&body))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("client"))
+            .collect()
+    });
+    assert!(results.len() as u32 > SHARED_UIDS.1 - SHARED_UIDS.0 + 1);
+    for (n, response) in &results {
+        assert_clean(&response["run"], &format!("{n}\n"));
+    }
+}
+
 /// Piston gives the compile script the code files only (`utf8`): a data file sent as base64
 /// or hex is there for the program to read, not for the compiler.
 #[test]
