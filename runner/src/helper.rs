@@ -179,7 +179,7 @@ fn init(mut input: SpecInput, signals: &sys::SigSet) -> ! {
         Ok(p) => p,
         Err(e) => fail(&format!("start target: {e}")),
     };
-    mark(&spec, "fork target");
+    mark(&spec, "start target (until its exec)");
     for fd in 0..3 {
         sys::close(fd);
     }
