@@ -55,22 +55,20 @@ const SOCKETCALL_SOCKET: u32 = 1;
 /// it is only reachable through unshare/clone3, both blocked).
 const CLONE_NS_FLAGS: u32 = 0x7e02_0000;
 
-/// One syscall table the filter covers: its numbers for the calls that need a decision.
+/// One syscall table the filter covers: the numbers that need a decision, with it.
 struct Table {
     arch: u32,
-    /// Syscalls refused with an errno, and the errno.
-    denied: Vec<(u32, i32)>,
-    socket: u32,
-    clone: u32,
-    /// i386's multiplexer: socketcall(call, args*).
-    socketcall: Option<u32>,
+    rules: Vec<(u32, Rule)>,
     /// x86_64: numbers with the x32 bit select the x32 ABI.
     x32_bit: bool,
 }
 
-/// Numbers as `u32`, the width BPF compares.
-fn nr(n: libc::c_long) -> u32 {
-    n as u32
+/// Refusals with an errno, as rules.
+fn errno_rules(denied: impl IntoIterator<Item = (u32, i32)>) -> Vec<(u32, Rule)> {
+    denied
+        .into_iter()
+        .map(|(nr, errno)| (nr, Rule::Errno(errno)))
+        .collect()
 }
 
 fn native() -> Table {
@@ -122,12 +120,13 @@ fn native() -> Table {
         denied.push((libc::SYS_iopl, eperm));
         denied.push((libc::SYS_ioperm, eperm));
     }
+    // Numbers as `u32`, the width BPF compares.
+    let mut rules = errno_rules(denied.into_iter().map(|(nr, e)| (nr as u32, e)));
+    rules.push((libc::SYS_socket as u32, Rule::Socket));
+    rules.push((libc::SYS_clone as u32, Rule::Clone));
     Table {
         arch: NATIVE_ARCH,
-        denied: denied.into_iter().map(|(n, e)| (nr(n), e)).collect(),
-        socket: nr(libc::SYS_socket),
-        clone: nr(libc::SYS_clone),
-        socketcall: None,
+        rules,
         x32_bit: cfg!(target_arch = "x86_64"),
     }
 }
@@ -184,12 +183,13 @@ fn i386() -> Table {
         (346, eperm),  // setns
         (435, enosys), // clone3
     ];
+    let mut rules = errno_rules(denied);
+    rules.push((359, Rule::Socket));
+    rules.push((120, Rule::Clone));
+    rules.push((102, Rule::Socketcall));
     Table {
         arch: I386_ARCH,
-        denied,
-        socket: 359,
-        clone: 120,
-        socketcall: Some(102),
+        rules,
         x32_bit: false,
     }
 }
@@ -217,24 +217,6 @@ enum Rule {
     Socketcall,
     /// `clone(flags, …)`: any CLONE_NEW* flag refused.
     Clone,
-}
-
-impl Table {
-    /// Every number with a rule, sorted.
-    fn rules(&self) -> Vec<(u32, Rule)> {
-        let mut v: Vec<(u32, Rule)> = self
-            .denied
-            .iter()
-            .map(|&(nr, errno)| (nr, Rule::Errno(errno)))
-            .collect();
-        v.push((self.socket, Rule::Socket));
-        v.push((self.clone, Rule::Clone));
-        if let Some(nr) = self.socketcall {
-            v.push((nr, Rule::Socketcall));
-        }
-        v.sort_by_key(|r| r.0);
-        v
-    }
 }
 
 /// The instructions after a rule's number matched (the accumulator holds the number); every path
@@ -291,7 +273,9 @@ fn section(t: &Table) -> Vec<libc::sock_filter> {
         p.push(jump(BPF_JSET_K, X32_SYSCALL_BIT, 0, 1));
         p.push(stmt(BPF_RET_K, RET_KILL_PROCESS));
     }
-    p.extend(search(&t.rules()));
+    let mut rules = t.rules.clone();
+    rules.sort_by_key(|r| r.0);
+    p.extend(search(&rules));
     p
 }
 
@@ -439,7 +423,7 @@ mod tests {
             return RET_KILL_PROCESS;
         }
         let errno = |e: i32| RET_ERRNO | e as u32;
-        match t.rules().iter().find(|r| r.0 == nr).map(|r| r.1) {
+        match t.rules.iter().find(|r| r.0 == nr).map(|r| r.1) {
             None => RET_ALLOW,
             Some(Rule::Errno(e)) => errno(e),
             Some(Rule::Socket) if arg0 == AF_VSOCK => errno(libc::EAFNOSUPPORT),
