@@ -552,6 +552,15 @@ impl JobCgroup {
         }
     }
 
+    /// The end of a job's cgroup, once its helper is reaped: kill stragglers, remove the
+    /// directories; a failure is logged (the next runner start sweeps leftovers).
+    pub fn dispose(self) {
+        self.kill_all();
+        if let Err(e) = self.remove() {
+            tracing::warn!(error = %e, "job cgroup not removed");
+        }
+    }
+
     /// Removes the cgroup directories (after [`JobCgroup::kill_all`]); retries while the kernel
     /// still counts exiting tasks.
     pub fn remove(&self) -> Result<(), RunnerError> {

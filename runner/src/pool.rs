@@ -58,7 +58,7 @@ impl Helper {
                 cgroup,
             }),
             Err(e) => {
-                let _ = cgroup.remove();
+                cgroup.dispose();
                 Err(e)
             }
         }
@@ -120,8 +120,7 @@ impl Helper {
         } = self;
         drop(spec);
         sys::reap_within(pid, std::time::Duration::from_secs(2));
-        cgroup.kill_all();
-        let _ = cgroup.remove();
+        cgroup.dispose();
     }
 }
 
@@ -273,16 +272,17 @@ pub(crate) struct Janitor {
 /// Teardown lanes.
 const JANITOR_LANES: usize = 4;
 
+/// A finished stage: reap its helper (whose init may still be tearing its namespaces down),
+/// then its cgroup.
+fn tear_down_stage(pid: sys::Pid, cgroup: JobCgroup) {
+    let _ = sys::wait(pid, false);
+    cgroup.dispose();
+}
+
 fn janitor_lane(rx: mpsc::Receiver<Task>) {
     for t in rx {
         match t {
-            Task::Stage { pid, cgroup } => {
-                let _ = sys::wait(pid, false);
-                cgroup.kill_all();
-                if let Err(e) = cgroup.remove() {
-                    tracing::warn!(error = %e, "job cgroup not removed");
-                }
-            }
+            Task::Stage { pid, cgroup } => tear_down_stage(pid, cgroup),
             Task::Drop(b) => drop(b),
             Task::Flush(done) => {
                 let _ = done.send(());
@@ -319,9 +319,7 @@ impl Janitor {
     pub fn submit(&self, t: Task) {
         // The janitor is gone (cannot happen while a sender exists): clean up inline.
         if let Err(mpsc::SendError(Task::Stage { pid, cgroup })) = self.lanes[self.lane].send(t) {
-            let _ = sys::wait(pid, false);
-            cgroup.kill_all();
-            let _ = cgroup.remove();
+            tear_down_stage(pid, cgroup);
         }
     }
 

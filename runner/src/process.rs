@@ -597,12 +597,7 @@ impl Process {
                         cgroup: cg,
                     });
                 }
-                _ => {
-                    cg.kill_all();
-                    if let Err(e) = cg.remove() {
-                        tracing::warn!(error = %e, "job cgroup not removed");
-                    }
-                }
+                _ => cg.dispose(),
             }
         }
         verdict.cpu_ms = r.cpu_time_ms;
@@ -658,8 +653,7 @@ impl Drop for Process {
                 self.helper_reaped = true;
             }
             if let Some(cg) = self.cgroup.take() {
-                cg.kill_all();
-                let _ = cg.remove();
+                cg.dispose();
             }
         }
     }
