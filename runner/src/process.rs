@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::cgroup::{CgroupLimits, CpuUsage, JobCgroup};
@@ -95,11 +95,10 @@ pub struct Process {
     stdout_overflow: bool,
     stderr_overflow: bool,
     killed: Option<KillReason>,
-    /// When the caller's SIGKILL ([`Process::signal`]) went to the helper: microseconds since
-    /// `start`, plus one (0: never). Init then dies without a report, and the program is
-    /// reported killed by that signal (not as an internal error). Like a kill, it is escalated
-    /// should the helper not act on it.
-    sigkill_sent_us: AtomicU64,
+    /// When the caller's SIGKILL ([`Process::signal`]) went to the helper. Init then dies
+    /// without a report, and the program is reported killed by that signal (not as an internal
+    /// error). Like a kill, it is escalated should the helper not act on it.
+    sigkill_sent: OnceLock<Instant>,
     emit: bool,
     events: VecDeque<ProcessEvent>,
     finished: bool,
@@ -191,7 +190,7 @@ impl Process {
             stdout_overflow: false,
             stderr_overflow: false,
             killed: None,
-            sigkill_sent_us: AtomicU64::new(0),
+            sigkill_sent: OnceLock::new(),
             emit,
             events: VecDeque::new(),
             finished: false,
@@ -259,10 +258,7 @@ impl Process {
         }
         if sig == libc::SIGKILL {
             // Through the helper, which reaps the job's init (see `kill`).
-            let now = self.start.elapsed().as_micros() as u64 + 1;
-            let _ =
-                self.sigkill_sent_us
-                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self.sigkill_sent.set(Instant::now());
             return sys::sigqueue(self.helper_pid, sys::KILL_REQUEST_SIGNAL, sys::KILL_REQUEST);
         }
         sys::kill(self.helper_pid, sig)
@@ -372,15 +368,10 @@ impl Process {
         let running = self.killed.is_none();
         // A kill request (ours or a caller's SIGKILL) the helper did not act on within a
         // second: SIGKILL the helper itself (init has PDEATHSIG SIGKILL, the job goes with it).
-        let since_kill = self.killed_at.map(|t| t.elapsed()).or_else(|| {
-            match self.sigkill_sent_us.load(Ordering::Relaxed) {
-                0 => None,
-                us => Some(
-                    now.duration_since(self.start)
-                        .saturating_sub(Duration::from_micros(us - 1)),
-                ),
-            }
-        });
+        let since_kill = self
+            .killed_at
+            .or_else(|| self.sigkill_sent.get().copied())
+            .map(|t| now.saturating_duration_since(t));
         if let Some(d) = since_kill
             && !self.helper_reaped
             && d > Duration::from_secs(1)
@@ -620,10 +611,7 @@ impl Process {
                 }
             }
             _ => {
-                if self.killed.is_some()
-                    || verdict.oom
-                    || self.sigkill_sent_us.load(Ordering::Relaxed) != 0
-                {
+                if self.killed.is_some() || verdict.oom || self.sigkill_sent.get().is_some() {
                     verdict.signal = Some(libc::SIGKILL);
                 }
             }

@@ -517,7 +517,6 @@ impl SigSet {
     }
 }
 
-/// execve; returns only on failure.
 /// A program to exec, with its NULL-terminated pointer arrays built ahead of time, so that
 /// [`ExecImage::exec`] allocates nothing (see [`vfork_run`]).
 pub(crate) struct ExecImage {
