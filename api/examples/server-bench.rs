@@ -62,20 +62,10 @@ struct Args {
 
 /// Unmeasured rounds before each series.
 const WARMUP: usize = 5;
-/// The environment the runner gives a stage, for the direct runs.
-const STAGE_ENV: [(&str, &str); 3] = [
-    (
-        "PATH",
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    ),
-    ("HOME", "/tmp"),
-    ("LANG", "C.UTF-8"),
-];
-/// How the runner reads a package's environment (once per package, runner/src/job.rs
-/// ENV_SCRIPT): source it in the package directory, print every exported variable.
-const ENV_SCRIPT: &str = r#"cd -- "$1" || exit 1
-if [ -f ./environment ]; then . ./environment; fi
-for n in $(compgen -e); do printf '%s=%s\0' "$n" "${!n}"; done"#;
+/// The environment of a spawn that is not a stage of a package (`/bin/true`, chroot(8)).
+fn base_env() -> Vec<(String, String)> {
+    runner::RunnerConfig::default().stage_env("")
+}
 
 fn main() -> std::process::ExitCode {
     match run(&Args::parse()) {
@@ -183,7 +173,9 @@ struct Runtime {
     tree: PathBuf,
     /// `/piston/packages/<name>/<version>` inside the tree.
     package_dir: String,
-    /// The stage environment (base and the package's exports).
+    /// The runner's environment of a stage of this runtime, before the package's exports.
+    stage_env: Vec<(String, String)>,
+    /// ... and with them (what the run script gets).
     env: Vec<(String, String)>,
 }
 
@@ -222,6 +214,7 @@ impl Runtime {
             version: package.entry.version.to_string(),
             tree: package.tree,
             package_dir: package.package_dir,
+            stage_env: runner::RunnerConfig::default().stage_env(language),
             env: Vec::new(),
         };
         runtime.env = runtime.package_env()?;
@@ -229,43 +222,44 @@ impl Runtime {
     }
 
     /// The stage environment the runner gives this package: the base with what its
-    /// `environment` exports.
+    /// `environment` exports, read the way the runner reads it.
     fn package_env(&self) -> anyhow::Result<Vec<(String, String)>> {
-        let out = self
-            .chroot(&["/bin/bash", "-c", ENV_SCRIPT, "piston", &self.package_dir])
-            .env("PISTON_LANGUAGE", &self.language)
-            .output()
-            .context("cannot read the package's environment")?;
+        let argv = runner::package_env_command(&self.package_dir);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = self.chroot(&argv, &self.stage_env).output();
+        let out = out.context("cannot read the package's environment")?;
         ensure!(
             out.status.success(),
             "reading the environment: {}",
             out.status
         );
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .split('\0')
-            .filter_map(|kv| kv.split_once('='))
-            .filter(|(k, _)| !["PWD", "OLDPWD", "SHLVL", "_", ""].contains(k))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect())
+        Ok(runner::parse_package_env(&String::from_utf8_lossy(
+            &out.stdout,
+        )))
     }
 
-    /// `chroot <tree> ARGV` with the stage's environment.
-    fn chroot(&self, argv: &[&str]) -> Command {
+    /// `chroot <tree> ARGV` with exactly `env`.
+    fn chroot(&self, argv: &[&str], env: &[(String, String)]) -> Command {
         let mut command = Command::new("chroot");
         command
             .arg(&self.tree)
             .args(argv)
             .env_clear()
-            .envs(STAGE_ENV)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         command
     }
 
-    /// Runs `chroot <tree> ARGV` and checks its stdout.
-    fn run(&self, argv: &[&str], expected: &str) -> anyhow::Result<Duration> {
+    /// Runs `chroot <tree> ARGV` with `env`, checks its stdout and returns how long it took.
+    fn timed(
+        &self,
+        argv: &[&str],
+        env: &[(String, String)],
+        expected: &str,
+    ) -> anyhow::Result<Duration> {
         let start = Instant::now();
         let out = self
-            .chroot(argv)
+            .chroot(argv, env)
             .output()
             .with_context(|| format!("cannot run chroot {} {argv:?}", self.tree.display()))?;
         let took = start.elapsed();
@@ -280,28 +274,18 @@ impl Runtime {
         Ok(took)
     }
 
-    /// Runs the package's `run` script on `args` the way the runner starts a stage
+    /// A program run directly in the tree, with the stage's base environment.
+    fn run(&self, argv: &[&str], expected: &str) -> anyhow::Result<Duration> {
+        self.timed(argv, &self.stage_env, expected)
+    }
+
+    /// The package's `run` script on `args` the way the runner starts a stage
     /// (`/bin/bash <package_dir>/run ARGS` in the package's environment), without the sandbox.
     fn run_script(&self, args: &[&str], expected: &str) -> anyhow::Result<Duration> {
         let script = format!("{}/run", self.package_dir);
         let mut argv = vec!["/bin/bash", &script];
         argv.extend_from_slice(args);
-        let start = Instant::now();
-        let out = self
-            .chroot(&argv)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .with_context(|| format!("cannot run {script} in {}", self.tree.display()))?;
-        let took = start.elapsed();
-        ensure!(
-            out.status.success() && out.stdout == expected.as_bytes(),
-            "{script}: {}, stdout {:?}, stderr {:?}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(took)
+        self.timed(&argv, &self.env, expected)
     }
 }
 
@@ -640,7 +624,7 @@ fn spawn(command: &mut Command) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let status = command
         .env_clear()
-        .envs(STAGE_ENV)
+        .envs(base_env())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()
@@ -660,12 +644,13 @@ struct Throughput {
     run_script: Rate,
 }
 
-/// Jobs done in a time.
+/// Jobs done in a time, and the CPU the whole machine spent meanwhile.
 #[derive(Default)]
 struct Rate {
     ok: usize,
     errors: usize,
     elapsed: Duration,
+    cpu: Duration,
     first_error: Option<String>,
 }
 
@@ -674,10 +659,16 @@ impl Rate {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// CPU time of the whole machine per finished job (this bench's own threads included).
+    fn cpu_per_job(&self) -> Duration {
+        self.cpu / u32::try_from(self.ok.max(1)).unwrap_or(u32::MAX)
+    }
+
     fn add(&mut self, other: Rate) {
         self.ok += other.ok;
         self.errors += other.errors;
         self.elapsed += other.elapsed;
+        self.cpu += other.cpu;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -687,6 +678,7 @@ impl Rate {
 /// `jobs` runs of `work` on `concurrency` threads.
 fn load(concurrency: usize, jobs: usize, work: &(dyn Fn() -> anyhow::Result<()> + Sync)) -> Rate {
     let next = AtomicUsize::new(0);
+    let cpu_before = busy_cpu();
     let start = Instant::now();
     let results: Vec<(usize, usize, Option<String>)> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..concurrency)
@@ -715,8 +707,10 @@ fn load(concurrency: usize, jobs: usize, work: &(dyn Fn() -> anyhow::Result<()> 
             .collect()
     });
     let elapsed = start.elapsed();
+    let cpu = busy_cpu().saturating_sub(cpu_before);
     let mut rate = Rate {
         elapsed,
+        cpu,
         ..Rate::default()
     };
     for (ok, errors, first) in results {
@@ -727,6 +721,23 @@ fn load(concurrency: usize, jobs: usize, work: &(dyn Fn() -> anyhow::Result<()> 
         }
     }
     rate
+}
+
+/// CPU time every CPU of the machine has spent busy since boot (`/proc/stat`: user, nice,
+/// system, irq, softirq, steal; clock ticks of 10 ms).
+fn busy_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        .filter(|(i, _)| matches!(i, 0 | 1 | 2 | 5 | 6 | 7))
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 /// Bash `echo hi` through the API, bare, and bare through the run script, `jobs` each, in
@@ -1006,13 +1017,15 @@ fn print_throughput(rows: &[Throughput], n: usize, chroot_cost: Duration) {
     println!(
         "bare: `chroot <bash tree> /bin/bash -c 'echo hi'` (chroot(8) adds about {} per job, \
          see above); bare via the run script: `bash <package>/run` in the package's environment \
-         (as the sandbox starts a stage, without the sandbox)\n",
+         (as the sandbox starts a stage, without the sandbox). CPU per job: busy time of every \
+         CPU of the machine during the series (`/proc/stat`, 10 ms ticks) over the jobs done, \
+         this bench's own client threads included\n",
         ms(chroot_cost)
     );
     println!(
-        "| concurrency | API jobs/s | bare jobs/s | API / bare | target ≥ 0.7× | bare via the run script jobs/s | errors |"
+        "| concurrency | API jobs/s | bare jobs/s | API / bare | target ≥ 0.7× | bare via the run script jobs/s | CPU per job: API / bare / run script | errors |"
     );
-    println!("|---:|---:|---:|---:|---|---:|---|");
+    println!("|---:|---:|---:|---:|---|---:|---:|---|");
     for t in rows {
         let r = ratio(t.api.per_second(), t.bare.per_second());
         let errors: Vec<String> = [
@@ -1032,12 +1045,15 @@ fn print_throughput(rows: &[Throughput], n: usize, chroot_cost: Duration) {
             errors.join("; ")
         };
         println!(
-            "| {} | {:.1} | {:.1} | {r:.2}× | {} | {:.1} | {errors} |",
+            "| {} | {:.1} | {:.1} | {r:.2}× | {} | {:.1} | {} / {} / {} | {errors} |",
             t.concurrency,
             t.api.per_second(),
             t.bare.per_second(),
             verdict(r >= 0.7),
             t.run_script.per_second(),
+            ms(t.api.cpu_per_job()),
+            ms(t.bare.cpu_per_job()),
+            ms(t.run_script.cpu_per_job()),
         );
     }
 }

@@ -72,6 +72,20 @@ impl Default for RunnerConfig {
     }
 }
 
+impl RunnerConfig {
+    /// The environment of a stage of `language` before the package's `environment` adds to it.
+    pub fn stage_env(&self, language: &str) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("PATH".to_string(), self.path_env.clone()),
+            ("HOME".into(), "/tmp".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("PISTON_LANGUAGE".into(), language.to_string()),
+        ];
+        env.extend(self.extra_env.iter().cloned());
+        env
+    }
+}
+
 /// A submitted file, already decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobFile {
@@ -133,12 +147,14 @@ pub struct Runner {
 /// it in `.env` at install time. Keyed by everything that can change the result: the layers,
 /// the package directory, the language (exported while it is sourced) and the identity of the
 /// `environment` file in each layer.
-type EnvKey = (
-    Vec<PathBuf>,
-    PathBuf,
-    String,
-    Vec<Option<(u64, u64, i64, u64)>>,
-);
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct EnvKey {
+    layers: Vec<PathBuf>,
+    package_dir: PathBuf,
+    language: String,
+    /// (device, inode, mtime, size) of `environment` in each layer, if there.
+    stamps: Vec<Option<(u64, u64, i64, u64)>>,
+}
 type PackageEnv = Arc<Vec<(String, String)>>;
 type EnvCache = Mutex<HashMap<EnvKey, PackageEnv>>;
 
@@ -150,6 +166,28 @@ for n in $(compgen -e); do printf '%s=%s\0' "$n" "${!n}"; done"#;
 
 /// Variables of the shell itself, not of the package.
 const SHELL_VARS: [&str; 4] = ["PWD", "OLDPWD", "SHLVL", "_"];
+
+/// The command, run inside a runtime's tree with [`RunnerConfig::stage_env`], that prints what
+/// the package's `environment` exports; [`parse_package_env`] reads its output.
+pub fn package_env_command(package_dir: &str) -> Vec<String> {
+    vec![
+        "/bin/bash".into(),
+        "-c".into(),
+        ENV_SCRIPT.into(),
+        "piston".into(),
+        package_dir.into(),
+    ]
+}
+
+/// The variables [`package_env_command`] printed, without the shell's own.
+pub fn parse_package_env(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .split('\0')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| !k.is_empty() && !SHELL_VARS.contains(k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
 
 /// uids in use by jobs of this process (shared by every `Runner` in it), and a signal for when
 /// one is released.
@@ -438,18 +476,6 @@ impl Runner {
         })
     }
 
-    /// The base environment of a stage, before the package's `environment` adds to it.
-    fn base_env(&self, language: &str) -> Vec<(String, String)> {
-        let mut env = vec![
-            ("PATH".to_string(), self.config.path_env.clone()),
-            ("HOME".into(), "/tmp".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-            ("PISTON_LANGUAGE".into(), language.to_string()),
-        ];
-        env.extend(self.config.extra_env.iter().cloned());
-        env
-    }
-
     /// The environment of the job's stages: the base environment with what the package's
     /// `environment` file exports, evaluated in a sandbox once per package and language and
     /// then cached, as Piston does at install time. This keeps a shell out of every stage.
@@ -471,12 +497,12 @@ impl Runner {
                     .map(|m| (m.dev(), m.ino(), m.mtime(), m.size()))
             })
             .collect();
-        let key = (
-            job.layers.clone(),
-            job.package_dir.clone(),
-            job.language.clone(),
+        let key = EnvKey {
+            layers: job.layers.clone(),
+            package_dir: job.package_dir.clone(),
+            language: job.language.clone(),
             stamps,
-        );
+        };
         let cached = self
             .envs
             .lock()
@@ -487,14 +513,8 @@ impl Runner {
             return Ok(Ok(env));
         }
         let spec = ProcessSpec {
-            argv: vec![
-                "/bin/bash".into(),
-                "-c".into(),
-                ENV_SCRIPT.into(),
-                "piston".into(),
-                job.package_dir.to_string_lossy().into_owned(),
-            ],
-            env: self.base_env(&job.language),
+            argv: package_env_command(&job.package_dir.to_string_lossy()),
+            env: self.config.stage_env(&job.language),
             cwd: BOX_DIR.into(),
             limits: Limits {
                 wall_timeout_ms: 10_000,
@@ -508,18 +528,11 @@ impl Runner {
             tracing::warn!(package = %job.package_dir.display(), status = ?r.status, message = ?r.message, stderr = %r.stderr, "package environment could not be read");
             return Ok(Err(r));
         }
-        let env: Vec<(String, String)> = r
-            .stdout
-            .split('\0')
-            .filter_map(|kv| kv.split_once('='))
-            .filter(|(k, _)| !k.is_empty() && !SHELL_VARS.contains(k))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let env = Arc::new(env);
+        let env = Arc::new(parse_package_env(&r.stdout));
         let mut envs = self.envs.lock().unwrap_or_else(|e| e.into_inner());
         // An older evaluation of the same package and language (other layers after a reinstall,
         // a changed file) will not be asked for again: keep the cache at one entry per pair.
-        envs.retain(|k, _| k.1 != key.1 || k.2 != key.2);
+        envs.retain(|k, _| k.package_dir != key.package_dir || k.language != key.language);
         envs.insert(key, Arc::clone(&env));
         Ok(Ok(env))
     }

@@ -33,7 +33,7 @@ pub use error::RunnerError;
 pub use helper::helper_main;
 pub use job::{
     BOX_DIR, Event, JobFile, JobHandle, JobSpec, Program, Runner, RunnerConfig, Stage,
-    check_file_name,
+    check_file_name, package_env_command, parse_package_env,
 };
 pub use process::{ProcessEvent, ProcessSpec, ResourceUsage, Stream};
 pub use types::{JobResult, KillReason, Limits, StageResult, Status, signal_name, signal_number};
