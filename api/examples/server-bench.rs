@@ -58,6 +58,10 @@ struct Args {
     /// Concurrency levels of the throughput series.
     #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     concurrency: Vec<usize>,
+    /// Only load the server: -n bash `echo hi` jobs through the API at the first concurrency
+    /// level, nothing else (e.g. under `perf record -a`), then print their rate and CPU.
+    #[arg(long)]
+    api_load_only: bool,
 }
 
 /// Unmeasured rounds before each series.
@@ -131,6 +135,27 @@ fn run(args: &Args) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(1));
     let idle = pid.map(Memory::of).transpose()?;
 
+    if args.api_load_only {
+        let c = args.concurrency.first().copied().unwrap_or(1);
+        let api = || {
+            client
+                .execute(&bash, "main.sh", "echo hi", "hi\n")
+                .map(drop)
+        };
+        let rate = load(c, args.n, &api);
+        println!(
+            "\nAPI only, bash `echo hi`, concurrency {c}: {} jobs, {} errors, {:.1} jobs/s, \
+             {} of CPU per job (whole machine)",
+            rate.ok,
+            rate.errors,
+            rate.per_second(),
+            ms(rate.cpu_per_job())
+        );
+        if let Some(s) = server {
+            s.stop()?;
+        }
+        return Ok(());
+    }
     let latency = latency(&client, &python, args.n)?;
     let throughput = args
         .concurrency
