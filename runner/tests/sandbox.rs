@@ -163,6 +163,27 @@ impl Env {
     fn bash(&self, script: &str, limits: Limits) -> runner::StageResult {
         self.runner.run_job(&self.job(script, limits)).unwrap().run
     }
+
+    /// Starts `bash -c script` as a live program and waits for the line `ready` it must print.
+    fn start_ready(&self, script: &str, limits: Limits) -> runner::Program {
+        let spec = ProcessSpec {
+            argv: vec!["/bin/bash".into(), "-c".into(), script.into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: "/box".into(),
+            limits,
+        };
+        let mut p = self
+            .runner
+            .start_command(&self.layers(), &[], &spec)
+            .unwrap();
+        assert_eq!(
+            p.read_line(100, Duration::from_secs(10))
+                .unwrap()
+                .as_deref(),
+            Some(&b"ready"[..])
+        );
+        p
+    }
 }
 
 fn limits() -> Limits {
@@ -811,22 +832,9 @@ fn many_jobs_leave_nothing_behind() {
 #[test]
 fn signals_reach_the_program() {
     let Some(e) = env() else { return };
-    let spec = ProcessSpec {
-        argv: vec![
-            "/bin/bash".into(),
-            "-c".into(),
-            "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done".into(),
-        ],
-        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-        cwd: "/box".into(),
-        limits: limits(),
-    };
-    let mut p = e.runner.start_command(&e.layers(), &[], &spec).unwrap();
-    assert_eq!(
-        p.read_line(100, Duration::from_secs(10))
-            .unwrap()
-            .as_deref(),
-        Some(&b"ready"[..])
+    let p = e.start_ready(
+        "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done",
+        limits(),
     );
     p.signal(libc::SIGTERM).unwrap();
     let r = p.close(Duration::from_secs(10));
@@ -848,26 +856,13 @@ fn ppid(pid: u32) -> u32 {
 #[test]
 fn a_sigkill_the_helper_does_not_act_on_is_escalated() {
     let Some(e) = env() else { return };
-    let spec = ProcessSpec {
-        argv: vec![
-            "/bin/bash".into(),
-            "-c".into(),
-            "echo ready; exec sleep 617".into(),
-        ],
-        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-        cwd: "/box".into(),
-        limits: Limits {
+    let p = e.start_ready(
+        "echo ready; exec sleep 617",
+        Limits {
             wall_timeout_ms: 60_000,
             cpu_time_ms: 60_000,
             ..limits()
         },
-    };
-    let mut p = e.runner.start_command(&e.layers(), &[], &spec).unwrap();
-    assert_eq!(
-        p.read_line(100, Duration::from_secs(10))
-            .unwrap()
-            .as_deref(),
-        Some(&b"ready"[..])
     );
     // The program → init → the outer helper (bash may still be on its way to the exec).
     let find = || {
