@@ -456,21 +456,19 @@ impl Engine for RealEngine {
         selector: &Selector,
         cascade: bool,
     ) -> Result<UninstallReport, EngineError> {
-        let outcome = self
-            .pm
-            .uninstall(name, selector, cascade)
-            .map_err(|e| match e {
-                // Piston looks the package up in the index first: a package no repository has
-                // "does not exist" (404) rather than being "not installed".
-                ppman::Error::NotInstalled { .. } => match self.pm.info(name, selector, None) {
-                    Err(info) => match map_error(info, name, selector) {
-                        unknown @ EngineError::UnknownPackage { .. } => unknown,
-                        _ => map_error(e, name, selector),
-                    },
-                    Ok(_) => map_error(e, name, selector),
-                },
-                other => map_error(other, name, selector),
-            })?;
+        let outcome = self.pm.uninstall(name, selector, cascade).map_err(|e| {
+            // Piston looks the package up in the index first: a package no repository has
+            // "does not exist" (404) rather than being "not installed".
+            if matches!(e, ppman::Error::NotInstalled { .. })
+                && let Err(info) = self.pm.info(name, selector, None)
+            {
+                let unknown = map_error(info, name, selector);
+                if matches!(unknown, EngineError::UnknownPackage { .. }) {
+                    return unknown;
+                }
+            }
+            map_error(e, name, selector)
+        })?;
         self.refresh()
             .map_err(|e| EngineError::internal("cannot list the installed packages", e))?;
         Ok(UninstallReport {
