@@ -90,12 +90,12 @@ dirs=("$(tree_of python)/usr/lib/python3.11")
 if [[ " ${packages[*]} " == *" java "* ]]; then
   dirs+=("$(tree_of java)/usr/lib/jvm")
 fi
-run cargo run --release -p ppman --example bench -- "${dirs[@]}"
+# The examples built above (`cargo run -p` would build them again with per-package features).
+run target/release/examples/bench "${dirs[@]}"
 
 printf '\n==> repository: build time and size per package\n'
 run target/release/repo-builder --out "$REPO" report ||
   echo "note: no build records in $REPO (only a repo-builder --out has them, not a published copy)"
 
 printf '\n==> API server vs running the programs directly\n'
-# The bench prints its own command line first.
-cargo run --release -p api --example server-bench -- --data-directory "$DATA" -n "$N"
+run target/release/examples/server-bench --data-directory "$DATA" -n "$N"
