@@ -98,4 +98,5 @@ run target/release/repo-builder --out "$REPO" report ||
   echo "note: no build records in $REPO (only a repo-builder --out has them, not a published copy)"
 
 printf '\n==> API server vs running the programs directly\n'
-run target/release/examples/server-bench --data-directory "$DATA" -n "$N"
+# The bench prints its own command line first.
+target/release/examples/server-bench --data-directory "$DATA" -n "$N"

@@ -112,10 +112,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let client = Client::new(&url);
     client.wait_ready(Duration::from_secs(60), server.as_mut())?;
 
-    println!(
-        "$ cargo run --release -p api --example server-bench -- {}",
-        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
-    );
+    println!("$ {}", std::env::args().collect::<Vec<_>>().join(" "));
     match &server {
         Some(s) => println!("server: {} (pid {})", s.command_line, s.pid()),
         None => println!(
