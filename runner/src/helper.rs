@@ -15,6 +15,11 @@
 //!
 //! fds on entry: 0/1/2 the target's stdin/stdout/stderr pipes, 3 the spec (read to EOF),
 //! 4 the report pipe (write). Every step, in order, is listed in `docs/sandbox.md`.
+//!
+//! Helpers are not exec'd one by one: the library starts one `piston-sandbox --zygote`, which
+//! forks each helper on request (see [`zygote_main`]), so a helper costs a fork of a small,
+//! already initialised process instead of an exec, dynamic linking and the Rust runtime's
+//! start-up.
 
 use std::ffi::CString;
 use std::fs;
@@ -26,9 +31,95 @@ use crate::sys;
 
 const SPEC_FD: i32 = 3;
 const REPORT_FD: i32 = 4;
+/// The zygote's end of its socket to the library.
+const ZYGOTE_FD: i32 = 3;
+/// fds a helper starts with (0..=4, see the module docs).
+pub(crate) const HELPER_FDS: usize = 5;
+/// The argument that makes the helper binary a zygote.
+pub(crate) const ZYGOTE_ARG: &str = "--zygote";
 
-/// Entry point of the helper binary.
+/// The seccomp filter, built once by the zygote before it forks any helper.
+static PREBUILT_FILTER: std::sync::OnceLock<Vec<libc::sock_filter>> = std::sync::OnceLock::new();
+
+/// Entry point of the helper binary: a zygote with [`ZYGOTE_ARG`], else one helper.
 pub fn helper_main() -> ! {
+    if std::env::args_os().nth(1).is_some_and(|a| a == ZYGOTE_ARG) {
+        zygote_main()
+    }
+    helper()
+}
+
+/// The zygote: single-threaded and long-lived, it waits on its socket (fd 3) for one-byte
+/// requests that carry a new helper's five fds (`SCM_RIGHTS`), forks the helper with
+/// `CLONE_PARENT` — so the helper is the library's child, waited for and signalled exactly as
+/// an exec'd one — and answers with its pid (or `-errno`) as a native-endian `i32`. It holds no
+/// job state: a helper starts from the zygote's memory, which is the binary's state right after
+/// start-up plus the prebuilt seccomp filter. It exits at end of stream, i.e. when the library
+/// drops it or its process dies.
+fn zygote_main() -> ! {
+    let _ = PREBUILT_FILTER.set(crate::seccomp::filter());
+    // `ps` tells the zygote (`piston-zygote`, `… --zygote`) from its helpers, which take the
+    // binary's own name back and show no arguments, as when they were exec'd one by one.
+    let helper_name = sys::thread_name().ok();
+    let _ = sys::set_thread_name(c"piston-zygote");
+    let mut request = [0u8; 1];
+    loop {
+        let fds = match sys::recv_with_fds(ZYGOTE_FD, &mut request) {
+            Ok((0, _)) => sys::exit_now(0),
+            Ok((_, fds)) => fds,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let _ = zygote_reply(-libc::EINVAL);
+                continue;
+            }
+            Err(_) => sys::exit_now(1),
+        };
+        let reply = if fds.len() != HELPER_FDS {
+            -libc::EINVAL
+        } else {
+            match sys::clone3(libc::CLONE_PARENT as u64, None) {
+                Ok(0) => become_helper(fds, helper_name.as_deref()),
+                Ok(pid) => pid,
+                Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
+            }
+        };
+        drop(fds);
+        if zygote_reply(reply).is_err() {
+            sys::exit_now(1);
+        }
+    }
+}
+
+fn zygote_reply(reply: i32) -> io::Result<()> {
+    let mut sock = std::mem::ManuallyDrop::new(sys::file_from_fd(ZYGOTE_FD));
+    sock.write_all(&reply.to_ne_bytes())
+}
+
+/// In a freshly forked helper: the received fds go to 0..=4 (replacing the zygote's /dev/null
+/// stdio, and its socket at 3), then the helper runs as if exec'd.
+fn become_helper(fds: Vec<std::os::fd::OwnedFd>, name: Option<&std::ffi::CStr>) -> ! {
+    use std::os::fd::AsRawFd;
+    if let Some(name) = name {
+        let _ = sys::set_thread_name(name);
+    }
+    let _ = sys::blank_args_after_first();
+    // Above 9 first, so no dup2 below overwrites a source it still needs.
+    let high: Vec<_> = match fds.iter().map(sys::dup_high).collect::<io::Result<_>>() {
+        Ok(h) => h,
+        Err(_) => sys::exit_now(1),
+    };
+    drop(fds);
+    for (i, fd) in high.iter().enumerate() {
+        if sys::dup2(fd.as_raw_fd(), i as i32).is_err() {
+            sys::exit_now(1);
+        }
+    }
+    drop(high);
+    helper()
+}
+
+/// One helper (see the module docs).
+fn helper() -> ! {
     let mut input = std::io::BufReader::new(sys::file_from_fd(SPEC_FD));
     // Line 1: the cgroup to join. A pre-spawned ("warm") helper joins it and creates the job's
     // namespaces at once, then its init waits for the spec: the v1 cgroup migration (an RCU
@@ -135,7 +226,10 @@ fn init(mut input: SpecInput, signals: &sys::SigSet) -> ! {
     }
     // Built while the helper waits for a job, off the job's critical path; installed by the
     // target just before exec.
-    let filter = crate::seccomp::filter();
+    let filter = PREBUILT_FILTER
+        .get()
+        .cloned()
+        .unwrap_or_else(crate::seccomp::filter);
     let ready_ns = sys::monotonic_ns();
     let mut spec_raw = Vec::new();
     if let Err(e) = input.read_to_end(&mut spec_raw) {

@@ -5,6 +5,10 @@
 //!   (~5–13 ms here) unless another migration happened just before; spawning ahead of time moves
 //!   that wait (and the helper's exec) out of the job's latency. Limits are written when a job
 //!   takes the helper, before the spec is sent, so nothing untrusted ever runs unlimited.
+//! * [`Zygote`]: one long-lived `piston-sandbox --zygote` that forks helpers on request, so that
+//!   a helper costs a fork instead of an exec (dynamic linking, the Rust runtime's start-up;
+//!   about half of a helper's CPU time on the machines we measured). Should it die or misbehave,
+//!   helpers are exec'd directly until a new one starts.
 //! * [`Janitor`]: tears finished stages down in the background (reap the helper — whose init may
 //!   still be unmounting its namespace —, sweep and remove the cgroup, unmount the job tmpfs,
 //!   release the uid), in order for each job, several jobs at once. [`Janitor::flush`] waits for
@@ -13,12 +17,13 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::cgroup::{Cgroups, JobCgroup};
 use crate::error::RunnerError;
@@ -40,14 +45,18 @@ pub(crate) struct Helper {
 }
 
 impl Helper {
-    pub fn spawn(path: &Path, cgroups: &Cgroups) -> Result<Helper, RunnerError> {
+    pub fn spawn(
+        path: &Path,
+        cgroups: &Cgroups,
+        zygote: &ZygoteSlot,
+    ) -> Result<Helper, RunnerError> {
         let name = format!(
             "h-{}-{}",
             std::process::id(),
             HELPER_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let cgroup = cgroups.create_job(&name)?;
-        match Self::spawn_in(path, &cgroup) {
+        match Self::spawn_in(path, &cgroup, zygote) {
             Ok((pid, stdin, stdout, stderr, spec, report)) => Ok(Helper {
                 pid,
                 stdin,
@@ -70,6 +79,7 @@ impl Helper {
     fn spawn_in(
         path: &Path,
         cgroup: &JobCgroup,
+        zygote: &ZygoteSlot,
     ) -> Result<(sys::Pid, OwnedFd, OwnedFd, OwnedFd, File, OwnedFd), RunnerError> {
         let err = |e: io::Error| RunnerError::Spawn {
             path: path.to_path_buf(),
@@ -92,13 +102,7 @@ impl Helper {
                 .collect::<io::Result<_>>()
                 .map_err(err)?;
             drop((in_r, out_w, err_w, spec_r, rep_w));
-            let fds: Vec<(RawFd, i32)> = high
-                .iter()
-                .enumerate()
-                .map(|(i, fd)| (fd.as_raw_fd(), i as i32))
-                .collect();
-            let cpath = sys::cstring(&path.to_string_lossy()).map_err(err)?;
-            let pid = sys::spawn(&cpath, std::slice::from_ref(&cpath), &[], &fds).map_err(err)?;
+            let pid = zygote.fork(path, &high).map_err(err)?;
             drop(high);
             let mut spec = File::from(spec_w);
             let mut line = serde_json::to_vec(&join).map_err(|e| err(io::Error::other(e)))?;
@@ -133,6 +137,7 @@ struct PoolState {
 struct PoolInner {
     path: PathBuf,
     cgroups: Cgroups,
+    zygote: ZygoteSlot,
     size: usize,
     state: Mutex<PoolState>,
     cv: Condvar,
@@ -157,6 +162,7 @@ impl Pool {
         let inner = Arc::new(PoolInner {
             path,
             cgroups,
+            zygote: ZygoteSlot::default(),
             size,
             state: Mutex::new(PoolState {
                 ready: VecDeque::new(),
@@ -186,7 +192,7 @@ impl Pool {
         self.inner.cv.notify_all();
         match warm {
             Some(h) => Ok(h),
-            None => Helper::spawn(&self.inner.path, &self.inner.cgroups),
+            None => Helper::spawn(&self.inner.path, &self.inner.cgroups, &self.inner.zygote),
         }
     }
 }
@@ -202,7 +208,7 @@ fn fill(inner: &PoolInner) {
                 return;
             }
         }
-        match Helper::spawn(&inner.path, &inner.cgroups) {
+        match Helper::spawn(&inner.path, &inner.cgroups, &inner.zygote) {
             Ok(h) => {
                 let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
                 if st.stop {
@@ -242,6 +248,127 @@ impl Drop for Pool {
         for h in ready {
             h.discard();
         }
+    }
+}
+
+/// A running `piston-sandbox --zygote` (see `helper::zygote_main` for its side).
+#[derive(Debug)]
+pub(crate) struct Zygote {
+    pid: sys::Pid,
+    sock: File,
+}
+
+/// How long a zygote may take to answer a fork request before it is given up.
+const ZYGOTE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Zygote {
+    fn start(path: &Path) -> io::Result<Zygote> {
+        let (ours, theirs) = sys::seqpacket_pair()?;
+        sys::set_recv_timeout(ours.as_raw_fd(), ZYGOTE_TIMEOUT)?;
+        let theirs = sys::dup_high(&theirs)?;
+        let null = sys::dup_high(&OwnedFd::from(File::open("/dev/null")?))?;
+        let (null, theirs) = (null.as_raw_fd(), theirs.as_raw_fd());
+        let cpath = sys::cstring(&path.to_string_lossy())?;
+        let argv = [cpath.clone(), sys::cstring(crate::helper::ZYGOTE_ARG)?];
+        let pid = sys::spawn(
+            &cpath,
+            &argv,
+            &[],
+            &[(null, 0), (null, 1), (null, 2), (theirs, 3)],
+        )?;
+        Ok(Zygote {
+            pid,
+            sock: File::from(ours),
+        })
+    }
+
+    /// A new helper with `fds` as its 0..=4; its pid. The helper is our child (`CLONE_PARENT`).
+    /// `Err(Unsent)` when the request never reached the zygote (no helper can exist), else the
+    /// error of the answer.
+    fn fork(&mut self, fds: &[OwnedFd]) -> Result<sys::Pid, ZygoteError> {
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        // One datagram: it either reaches the zygote whole or not at all.
+        sys::send_with_fds(self.sock.as_raw_fd(), &[1], &raw).map_err(ZygoteError::Unsent)?;
+        let mut reply = [0u8; 4];
+        self.sock
+            .read_exact(&mut reply)
+            .map_err(ZygoteError::NoAnswer)?;
+        match i32::from_ne_bytes(reply) {
+            pid if pid > 0 => Ok(pid),
+            errno => Err(ZygoteError::Refused(io::Error::from_raw_os_error(-errno))),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ZygoteError {
+    #[error("could not reach the zygote: {0}")]
+    Unsent(io::Error),
+    /// The zygote may or may not have forked a helper: it must not be started twice.
+    #[error("no answer from the zygote: {0}")]
+    NoAnswer(io::Error),
+    #[error("the zygote could not fork: {0}")]
+    Refused(io::Error),
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        // It holds nothing of any job's: no need to let it finish anything.
+        let _ = sys::kill(self.pid, libc::SIGKILL);
+        let _ = sys::wait(self.pid, false);
+    }
+}
+
+/// The pool's zygote, started on first use and restarted after a failure; helpers are exec'd
+/// directly while none runs (and for good after [`ZYGOTE_MAX_FAILURES`] failures in a row, e.g.
+/// a helper binary from another version that does not know `--zygote`).
+#[derive(Debug, Default)]
+pub(crate) struct ZygoteSlot(Mutex<ZygoteState>);
+
+#[derive(Debug, Default)]
+struct ZygoteState {
+    zygote: Option<Zygote>,
+    failures: u32,
+}
+
+const ZYGOTE_MAX_FAILURES: u32 = 3;
+
+impl ZygoteSlot {
+    /// Starts a helper (the binary at `path`) with `fds` as its 0..=4.
+    pub fn fork(&self, path: &Path, fds: &[OwnedFd]) -> io::Result<sys::Pid> {
+        {
+            let mut st = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if st.failures < ZYGOTE_MAX_FAILURES {
+                let result = match st.zygote.take() {
+                    Some(z) => Ok(z),
+                    None => Zygote::start(path).map_err(ZygoteError::Unsent),
+                }
+                .and_then(|mut z| z.fork(fds).map(|pid| (z, pid)));
+                // On error the zygote was dropped (killed and reaped) on the way.
+                match result {
+                    Ok((z, pid)) => {
+                        st.zygote = Some(z);
+                        st.failures = 0;
+                        return Ok(pid);
+                    }
+                    Err(e) => {
+                        st.failures += 1;
+                        tracing::warn!(error = %e, failures = st.failures, "sandbox zygote failed");
+                        // Otherwise no helper exists, and one is exec'd below.
+                        if let ZygoteError::NoAnswer(e) = e {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        }
+        let fds: Vec<(RawFd, i32)> = fds
+            .iter()
+            .enumerate()
+            .map(|(i, fd)| (fd.as_raw_fd(), i as i32))
+            .collect();
+        let cpath = sys::cstring(&path.to_string_lossy())?;
+        sys::spawn(&cpath, std::slice::from_ref(&cpath), &[], &fds)
     }
 }
 

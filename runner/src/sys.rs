@@ -297,9 +297,11 @@ pub(crate) fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> io::Result<Pid> {
         cgroup: u64,
     }
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    // With CLONE_PARENT the child signals our parent as we do (clone3 refuses an exit_signal).
+    let parent = flags & libc::CLONE_PARENT as u64 != 0;
     let mut args = CloneArgs {
         flags,
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal: if parent { 0 } else { libc::SIGCHLD as u64 },
         ..Default::default()
     };
     if let Some(fd) = cgroup_fd {
@@ -696,4 +698,188 @@ pub(crate) fn reap_within(pid: Pid, grace: std::time::Duration) {
             Ok(None) => std::thread::sleep(std::time::Duration::from_micros(500)),
         }
     }
+}
+
+/// A connected pair of `SOCK_SEQPACKET` unix sockets (message boundaries kept), close-on-exec.
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for socketpair to fill.
+    check(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: socketpair succeeded, so both fds are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sets a socket's receive timeout (`SO_RCVTIMEO`): a blocking read then fails with
+/// `WouldBlock` instead of waiting for ever.
+pub(crate) fn set_recv_timeout(fd: RawFd, timeout: std::time::Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: `tv` is a valid timeval whose size is passed along.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// Most fds one message of [`send_with_fds`] / [`recv_with_fds`] carries.
+pub(crate) const MAX_PASSED_FDS: usize = 8;
+
+/// Sends `data` (not empty) on a unix socket with `fds` attached (`SCM_RIGHTS`).
+pub(crate) fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    if data.is_empty() || fds.len() > MAX_PASSED_FDS {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad message"));
+    }
+    let payload = std::mem::size_of_val(fds) as libc::c_uint;
+    // Aligned for cmsghdr; room for MAX_PASSED_FDS.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; every pointer in it refers to locals that outlive sendmsg,
+    // and the control buffer is 8-aligned and large enough for CMSG_SPACE of the payload
+    // (checked below before writing into it).
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if !fds.is_empty() {
+            let space = libc::CMSG_SPACE(payload) as usize;
+            if space > std::mem::size_of_val(&control) {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many fds"));
+            }
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = space as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
+            ptr::copy_nonoverlapping(
+                fds.as_ptr().cast::<u8>(),
+                libc::CMSG_DATA(cmsg),
+                payload as usize,
+            );
+        }
+        let sent = check_long(libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) as libc::c_long)?;
+        if sent as usize != data.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short send"));
+        }
+    }
+    Ok(())
+}
+
+/// Receives one message into `buf` with the fds attached to it (close-on-exec). `(0, [])` at
+/// end of stream. Fds beyond [`MAX_PASSED_FDS`] are closed by the kernel (`MSG_CTRUNC`), and
+/// such a message is refused.
+pub(crate) fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: as in `send_with_fds`; the kernel writes at most msg_controllen bytes of control
+    // data, and every SCM_RIGHTS fd it reports is a new fd owned by this process.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = check_long(libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) as libc::c_long)?;
+        let mut fds = Vec::new();
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..len / std::mem::size_of::<RawFd>() {
+                    let fd = ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        if msg.msg_flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "message truncated",
+            ));
+        }
+        Ok((n as usize, fds))
+    }
+}
+
+/// `dup2`: `dst` becomes a copy of `src` (not close-on-exec), closing what `dst` was.
+pub(crate) fn dup2(src: RawFd, dst: RawFd) -> io::Result<()> {
+    // SAFETY: integer arguments; the caller owns `dst`'s number (it is replaced on purpose).
+    check(unsafe { libc::dup2(src, dst) })?;
+    Ok(())
+}
+
+/// This thread's name (`comm`, at most 15 bytes).
+pub(crate) fn thread_name() -> io::Result<CString> {
+    let mut buf = [0u8; 16];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes, NUL included, into `buf`.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_GET_NAME,
+            buf.as_mut_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })?;
+    CStr::from_bytes_until_nul(&buf)
+        .map(CStr::to_owned)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Sets this thread's name (`comm`; the kernel keeps the first 15 bytes).
+pub(crate) fn set_thread_name(name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated and outlives the call; the kernel copies it.
+    check(unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// Blanks the arguments after `argv[0]` in this process's argument area (what `ps` and
+/// `/proc/self/cmdline` show), as setproctitle does: NULs written over them through
+/// `/proc/self/mem`. `std::env::args` reads the same memory, so it must not be needed after.
+pub(crate) fn blank_args_after_first() -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/stat");
+    // Fields after "pid (comm) ", which may hold spaces: the first is field 3; arg_start and
+    // arg_end are 48 and 49.
+    let rest = stat
+        .get(stat.rfind(')').ok_or_else(bad)? + 2..)
+        .ok_or_else(bad)?;
+    let mut fields = rest.split(' ').skip(48 - 3).map(|f| f.parse::<u64>().ok());
+    let (Some(Some(start)), Some(Some(end))) = (fields.next(), fields.next()) else {
+        return Err(bad());
+    };
+    let cmdline = std::fs::read("/proc/self/cmdline")?;
+    let first = cmdline.iter().position(|&b| b == 0).ok_or_else(bad)? as u64 + 1;
+    if start + first < end {
+        let zeros = vec![0u8; (end - start - first) as usize];
+        let mem = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/self/mem")?;
+        mem.write_all_at(&zeros, start + first)?;
+    }
+    Ok(())
 }

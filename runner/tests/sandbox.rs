@@ -843,6 +843,76 @@ fn signals_reach_the_program() {
 }
 
 /// The parent pid of a host process.
+/// Running (not zombie) sandbox zygotes whose parent is `parent`, started from a binary whose
+/// path ends with `binary`.
+fn zygotes_of(parent: u32, binary: &str) -> Vec<u32> {
+    let cmdline = format!("{binary}\0--zygote\0");
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|&pid| {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.ends_with(cmdline.as_bytes()))
+                && alive(pid)
+                && ppid(pid) == parent
+        })
+        .collect()
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.get(s.rfind(')').unwrap_or(0) + 2..)
+            .is_some_and(|r| !r.starts_with('Z'))
+    })
+}
+
+/// Helpers are forked by one zygote; when it dies, the job at hand still gets a helper (exec'd
+/// directly) and the next one comes from a new zygote.
+#[test]
+fn a_dead_zygote_is_replaced() {
+    // A copy of the helper binary under a name of our own tells our zygote from those of the
+    // tests running alongside in this process.
+    let bin_dir = tempfile::tempdir().unwrap();
+    let binary = bin_dir.path().join("piston-sandbox-zygote-test");
+    fs::copy(env!("CARGO_BIN_EXE_piston-sandbox"), &binary).unwrap();
+    let Some(e) = env_with(|c| {
+        c.warm_helpers = 0;
+        c.sandbox_binary = Some(binary.clone());
+    }) else {
+        return;
+    };
+    let (me, binary) = (std::process::id(), binary.to_string_lossy().into_owned());
+    let zygotes_of = |parent| zygotes_of(parent, &binary);
+    let r = e.bash("echo one", limits());
+    assert_eq!(r.stdout, "one\n", "{r:?}");
+    let first = zygotes_of(me);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let target = i32::try_from(first[0]).unwrap();
+    Command::new("kill")
+        .args(["-KILL", &target.to_string()])
+        .status()
+        .unwrap();
+    let t = std::time::Instant::now();
+    // Killed but not yet reaped: a zombie until the runner notices.
+    while alive(first[0]) {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for word in ["two", "three"] {
+        let r = e.bash(&format!("echo {word}"), limits());
+        assert_eq!(r.stdout, format!("{word}\n"), "{r:?}");
+    }
+    let second = zygotes_of(me);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second, first);
+    drop(e);
+    assert!(
+        zygotes_of(me).is_empty(),
+        "a dropped runner leaves its zygote"
+    );
+}
+
 fn ppid(pid: u32) -> u32 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // pid (comm) state ppid ...: comm may hold spaces, so split after its closing parenthesis.
@@ -938,17 +1008,38 @@ fn a_dead_server_leaves_a_job_that_still_ends_and_is_cleaned_up_later() {
         .spawn()
         .unwrap();
     let cli_pid = cli.id();
+    // The job itself, not the CLI whose command line holds the same words.
+    let job_alive = || {
+        host_procs_with("sleep 313131")
+            .iter()
+            .any(|c| c.starts_with("/bin/sleep"))
+    };
     let t = std::time::Instant::now();
-    while host_procs_with("sleep 313131").is_empty() {
+    while !job_alive() {
         assert!(t.elapsed() < Duration::from_secs(20), "job never started");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let zygotes = zygotes_of(cli_pid, "piston-sandbox");
+    assert_eq!(
+        zygotes.len(),
+        1,
+        "the CLI's helpers come from one zygote: {zygotes:?}"
+    );
     // The server dies mid-job (SIGKILL: no clean-up at all).
     cli.kill().unwrap();
     cli.wait().unwrap();
+    // Its zygote sees the end of its socket and exits.
+    let t = std::time::Instant::now();
+    while alive(zygotes[0]) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the zygote outlived its server"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The helper's own backstop (wall limit + 2 s) ends the job anyway.
     let t = std::time::Instant::now();
-    while !host_procs_with("sleep 313131").is_empty() {
+    while job_alive() {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "orphaned job kept running"
