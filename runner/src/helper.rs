@@ -61,6 +61,7 @@ fn zygote_main() -> ! {
     // `ps` tells the zygote (`piston-zygote`, `… --zygote`) from its helpers, which take the
     // binary's own name back and show no arguments, as when they were exec'd one by one.
     let helper_name = sys::thread_name().ok();
+    let arg_tail = sys::ArgTail::of_self().ok();
     let _ = sys::set_thread_name(c"piston-zygote");
     let mut request = [0u8; 1];
     loop {
@@ -78,7 +79,7 @@ fn zygote_main() -> ! {
             -libc::EINVAL
         } else {
             match sys::clone3(libc::CLONE_PARENT as u64, None) {
-                Ok(0) => become_helper(fds, helper_name.as_deref()),
+                Ok(0) => become_helper(fds, helper_name.as_deref(), arg_tail),
                 Ok(pid) => pid,
                 Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
             }
@@ -97,12 +98,18 @@ fn zygote_reply(reply: i32) -> io::Result<()> {
 
 /// In a freshly forked helper: the received fds go to 0..=4 (replacing the zygote's /dev/null
 /// stdio, and its socket at 3), then the helper runs as if exec'd.
-fn become_helper(fds: Vec<std::os::fd::OwnedFd>, name: Option<&std::ffi::CStr>) -> ! {
+fn become_helper(
+    fds: Vec<std::os::fd::OwnedFd>,
+    name: Option<&std::ffi::CStr>,
+    arg_tail: Option<sys::ArgTail>,
+) -> ! {
     use std::os::fd::AsRawFd;
     if let Some(name) = name {
         let _ = sys::set_thread_name(name);
     }
-    let _ = sys::blank_args_after_first();
+    if let Some(tail) = arg_tail {
+        tail.blank();
+    }
     // Above 9 first, so no dup2 below overwrites a source it still needs.
     let high: Vec<_> = match fds.iter().map(sys::dup_high).collect::<io::Result<_>>() {
         Ok(h) => h,

@@ -856,30 +856,45 @@ pub(crate) fn set_thread_name(name: &CStr) -> io::Result<()> {
     Ok(())
 }
 
-/// Blanks the arguments after `argv[0]` in this process's argument area (what `ps` and
-/// `/proc/self/cmdline` show), as setproctitle does: NULs written over them through
-/// `/proc/self/mem`. `std::env::args` reads the same memory, so it must not be needed after.
-pub(crate) fn blank_args_after_first() -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/stat");
-    // Fields after "pid (comm) ", which may hold spaces: the first is field 3; arg_start and
-    // arg_end are 48 and 49.
-    let rest = stat
-        .get(stat.rfind(')').ok_or_else(bad)? + 2..)
-        .ok_or_else(bad)?;
-    let mut fields = rest.split(' ').skip(48 - 3).map(|f| f.parse::<u64>().ok());
-    let (Some(Some(start)), Some(Some(end))) = (fields.next(), fields.next()) else {
-        return Err(bad());
-    };
-    let cmdline = std::fs::read("/proc/self/cmdline")?;
-    let first = cmdline.iter().position(|&b| b == 0).ok_or_else(bad)? as u64 + 1;
-    if start + first < end {
-        let zeros = vec![0u8; (end - start - first) as usize];
-        let mem = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/proc/self/mem")?;
-        mem.write_all_at(&zeros, start + first)?;
+/// Where this process's arguments after `argv[0]` lie in its argument area (what `ps` and
+/// `/proc/<pid>/cmdline` show). A fork has the same area at the same addresses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ArgTail {
+    start: usize,
+    len: usize,
+}
+
+impl ArgTail {
+    pub fn of_self() -> io::Result<ArgTail> {
+        let stat = std::fs::read_to_string("/proc/self/stat")?;
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/stat");
+        // Fields after "pid (comm) ", which may hold spaces: the first is field 3; arg_start and
+        // arg_end are 48 and 49.
+        let rest = stat
+            .get(stat.rfind(')').ok_or_else(bad)? + 2..)
+            .ok_or_else(bad)?;
+        let mut fields = rest
+            .split(' ')
+            .skip(48 - 3)
+            .map(|f| f.parse::<usize>().ok());
+        let (Some(Some(start)), Some(Some(end))) = (fields.next(), fields.next()) else {
+            return Err(bad());
+        };
+        let cmdline = std::fs::read("/proc/self/cmdline")?;
+        let first = cmdline.iter().position(|&b| b == 0).ok_or_else(bad)? + 1;
+        Ok(ArgTail {
+            start: start + first,
+            len: end.saturating_sub(start + first),
+        })
     }
-    Ok(())
+
+    /// Overwrites those arguments with NULs, as setproctitle does. `std::env::args` reads the
+    /// same memory: it must not be needed afterwards.
+    pub fn blank(&self) {
+        // SAFETY: [start, start + len) lies in the argument strings the kernel copied onto this
+        // process's initial stack (read from our own /proc/self/stat, here or in the process we
+        // were forked from: same addresses), which stay mapped and writable for the process's
+        // life. No Rust object owns those bytes; std keeps pointers to them only for `args()`.
+        unsafe { ptr::write_bytes(self.start as *mut u8, 0, self.len) }
+    }
 }
