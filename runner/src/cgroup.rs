@@ -121,8 +121,30 @@ fn write(path: &Path, value: &str) -> Result<(), RunnerError> {
     fs::write(path, value).map_err(|e| cg_err(path, e))
 }
 
+/// A small control file, read without `fs::read_to_string`'s size probe (a `statx` per call):
+/// a stage reads several of these while it runs.
 fn read(path: &Path) -> io::Result<String> {
-    fs::read_to_string(path)
+    use std::io::Read;
+    let mut f = fs::File::open(path)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// A control file holding one number.
+fn read_number(dir: &Path, file: &str) -> io::Result<u64> {
+    read(&dir.join(file))?
+        .trim()
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{file}: not a number")))
 }
 
 /// Value of `key` in a flat-keyed file (`key value` lines).
@@ -429,16 +451,20 @@ impl JobCgroup {
         }
     }
 
+    /// Total CPU time of every process that ever ran in the cgroup, µs: one file on both
+    /// versions, for the limit checks while the stage runs.
+    pub fn cpu_total_us(&self) -> io::Result<u64> {
+        match &self.layout {
+            Layout::V1 { cpuacct, .. } => Ok(read_number(cpuacct, "cpuacct.usage")? / 1000),
+            Layout::V2 { .. } => self.cpu().map(|c| c.total_us),
+        }
+    }
+
     /// CPU time of every process that ever ran in the cgroup.
     pub fn cpu(&self) -> io::Result<CpuUsage> {
         match &self.layout {
             Layout::V1 { cpuacct, .. } => {
-                let ns = |f: &str| -> io::Result<u64> {
-                    read(&cpuacct.join(f))?
-                        .trim()
-                        .parse()
-                        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, f.to_string()))
-                };
+                let ns = |f| read_number(cpuacct, f);
                 let total = ns("cpuacct.usage")?;
                 let (user, sys) = match (ns("cpuacct.usage_user"), ns("cpuacct.usage_sys")) {
                     (Ok(u), Ok(s)) => (u, s),
@@ -468,26 +494,20 @@ impl JobCgroup {
 
     /// Current memory charge, bytes.
     pub fn memory_current(&self) -> u64 {
-        let p = match &self.layout {
-            Layout::V1 { memory, .. } => memory.join("memory.usage_in_bytes"),
-            Layout::V2 { dir } => dir.join("memory.current"),
-        };
-        read(&p)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
+        match &self.layout {
+            Layout::V1 { memory, .. } => read_number(memory, "memory.usage_in_bytes"),
+            Layout::V2 { dir } => read_number(dir, "memory.current"),
+        }
+        .unwrap_or(0)
     }
 
     /// Peak memory charge, bytes (v2 without `memory.peak`: the current charge).
     pub fn memory_peak(&self) -> u64 {
-        let p = match &self.layout {
-            Layout::V1 { memory, .. } => memory.join("memory.max_usage_in_bytes"),
-            Layout::V2 { dir } => dir.join("memory.peak"),
-        };
-        read(&p)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or_else(|| self.memory_current())
+        match &self.layout {
+            Layout::V1 { memory, .. } => read_number(memory, "memory.max_usage_in_bytes"),
+            Layout::V2 { dir } => read_number(dir, "memory.peak"),
+        }
+        .unwrap_or_else(|_| self.memory_current())
     }
 
     /// Resets the peak to the current charge where the kernel allows it (v1), so a pre-spawned
