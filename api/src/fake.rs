@@ -569,7 +569,7 @@ fn fake_program(
             }
             Some(Control::Signal(n)) => {
                 exit(StageOutcome {
-                    signal: signals::name(n).map(str::to_owned),
+                    signal: signals::name(n),
                     status: Some(Status::SG),
                     ..StageOutcome::default()
                 });

@@ -1,69 +1,21 @@
 //! Signal names accepted by the WebSocket `signal` message: Piston's `SIGNALS` map, i.e. Linux's
-//! signals 1–31 and the real-time signals 34–64 under the names `kill -l` prints.
+//! signals 1–31 and the real-time signals 34–64 under the names `kill -l` prints — the runner's
+//! names ([`runner::signal_name`]), full names only (`SIGINT`, not `INT` or `2`).
 
-const CLASSIC: [&str; 31] = [
-    "SIGHUP",
-    "SIGINT",
-    "SIGQUIT",
-    "SIGILL",
-    "SIGTRAP",
-    "SIGABRT",
-    "SIGBUS",
-    "SIGFPE",
-    "SIGKILL",
-    "SIGUSR1",
-    "SIGSEGV",
-    "SIGUSR2",
-    "SIGPIPE",
-    "SIGALRM",
-    "SIGTERM",
-    "SIGSTKFLT",
-    "SIGCHLD",
-    "SIGCONT",
-    "SIGSTOP",
-    "SIGTSTP",
-    "SIGTTIN",
-    "SIGTTOU",
-    "SIGURG",
-    "SIGXCPU",
-    "SIGXFSZ",
-    "SIGVTALRM",
-    "SIGPROF",
-    "SIGWINCH",
-    "SIGIO",
-    "SIGPWR",
-    "SIGSYS",
-];
+/// Whether Piston's map has a name for signal `n` (32 and 33 belong to the C library).
+fn is_named(n: i32) -> bool {
+    (1..=31).contains(&n) || (34..=64).contains(&n)
+}
 
 /// The number of a signal name, e.g. `SIGINT` → 2, `SIGRTMIN+3` → 37.
 pub fn number(name: &str) -> Option<i32> {
-    if let Some(i) = CLASSIC.iter().position(|n| *n == name) {
-        return Some(i as i32 + 1);
-    }
-    (34..=64).find(|n| rt_name(*n).as_deref() == Some(name))
+    let n = runner::signal_number(name)?;
+    (name.starts_with("SIG") && is_named(n)).then_some(n)
 }
 
-fn rt_name(n: i32) -> Option<String> {
-    match n {
-        34 => Some("SIGRTMIN".to_owned()),
-        35..=49 => Some(format!("SIGRTMIN+{}", n - 34)),
-        50..=63 => Some(format!("SIGRTMAX-{}", 64 - n)),
-        64 => Some("SIGRTMAX".to_owned()),
-        _ => None,
-    }
-}
-
-/// The name of signal number `n` (`'static` for the classic ones; real-time names are leaked
-/// once each through a small table).
-pub fn name(n: i32) -> Option<&'static str> {
-    static RT: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    if (1..=31).contains(&n) {
-        return Some(CLASSIC[n as usize - 1]);
-    }
-    let table = RT.get_or_init(|| (34..=64).filter_map(rt_name).collect());
-    (34..=64)
-        .contains(&n)
-        .then(|| table[n as usize - 34].as_str())
+/// The name of signal number `n`.
+pub fn name(n: i32) -> Option<String> {
+    is_named(n).then(|| runner::signal_name(n))
 }
 
 #[cfg(test)]
@@ -81,8 +33,10 @@ mod tests {
         assert_eq!(number("SIGRTMAX"), Some(64));
         assert_eq!(number("SIGFOO"), None);
         assert_eq!(number("9"), None);
+        assert_eq!(number("INT"), None);
+        assert_eq!(number("SIG32"), None);
         for n in (1..=31).chain(34..=64) {
-            assert_eq!(number(name(n).unwrap()), Some(n));
+            assert_eq!(number(&name(n).unwrap()), Some(n));
         }
         assert_eq!(name(32), None);
     }
