@@ -172,20 +172,31 @@ async fn list_packages(State(state): State<AppState>) -> Result<Response, ApiErr
 
 /// `{language, version}` of the package routes, with the selector parsed. An unparsable selector
 /// matches nothing, so it gets the "does not exist" answer, as in Piston.
-fn package_request(body: &Value) -> Result<(String, String, Option<Selector>), ApiError> {
-    let language = body
-        .get("language")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request("language is required as a string"))?;
-    let version = body
-        .get("version")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request("version is required as a string"))?;
-    Ok((
-        language.to_owned(),
-        version.to_owned(),
-        Selector::parse(version).ok(),
-    ))
+/// The `language` and `version` of a package request's JSON body, and the version as a
+/// selector; a version that is no selector is an unknown package (404), as in Piston.
+async fn package_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(String, String, Selector), ApiError> {
+    let body = read_json(state, headers, body).await?;
+    let field = |name: &str| {
+        body.get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::bad_request(format!("{name} is required as a string")))
+    };
+    let (language, version) = (field("language")?, field("version")?);
+    match Selector::parse(&version) {
+        Ok(selector) => Ok((language, version, selector)),
+        Err(_) => Err(package_error(
+            &EngineError::UnknownPackage {
+                name: language,
+                selector: version,
+            },
+            "",
+        )),
+    }
 }
 
 fn package_error(error: &EngineError, what: &str) -> ApiError {
@@ -207,17 +218,7 @@ async fn install(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_json(&state, &headers, body).await?;
-    let (language, version, selector) = package_request(&body)?;
-    let Some(selector) = selector else {
-        return Err(package_error(
-            &EngineError::UnknownPackage {
-                name: language,
-                selector: version,
-            },
-            "",
-        ));
-    };
+    let (language, version, selector) = package_request(&state, &headers, body).await?;
     let engine = state.engine.clone();
     let name = language.clone();
     let report = blocking(move || engine.install(ALL_REPOS, &name, &selector))
@@ -235,17 +236,7 @@ async fn uninstall(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_json(&state, &headers, body).await?;
-    let (language, version, selector) = package_request(&body)?;
-    let Some(selector) = selector else {
-        return Err(package_error(
-            &EngineError::UnknownPackage {
-                name: language,
-                selector: version,
-            },
-            "",
-        ));
-    };
+    let (language, version, selector) = package_request(&state, &headers, body).await?;
     let engine = state.engine.clone();
     let name = language.clone();
     let report = blocking(move || engine.uninstall(&name, &selector, false))
