@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::engine::{
     ALL_REPOS, Engine, EngineError, InstallReport, InteractiveJob, JobEvent, JobOutcome,
     JobRequest, OutputStream, PackageDetail, PackageRef, PackageSummary, ProvidedLanguage,
-    RepoInfo, Runtime, StageLimits, StageName, StageOutcome, Status, UninstallReport,
+    RepoInfo, Runtime, StageName, StageOutcome, Status, UninstallReport,
 };
 
 /// Why the engine could not be built.
@@ -181,18 +181,6 @@ fn map_error(error: ppman::Error, name: &str, selector: &Selector) -> EngineErro
     }
 }
 
-fn limits(limits: &StageLimits) -> runner::Limits {
-    runner::Limits {
-        wall_timeout_ms: limits.wall_timeout_ms,
-        cpu_time_ms: limits.cpu_time_ms,
-        memory_bytes: limits.memory_bytes,
-        max_processes: limits.max_processes,
-        max_open_files: limits.max_open_files,
-        max_file_size: limits.max_file_size,
-        output_max_size: limits.output_max_size,
-    }
-}
-
 fn status(status: runner::Status) -> Status {
     match status {
         runner::Status::RE => Status::RE,
@@ -301,8 +289,8 @@ impl RealEngine {
                 .collect(),
             args: job.args,
             stdin: job.stdin,
-            compile: job.compile.as_ref().map(limits),
-            run: limits(&job.run),
+            compile: job.compile,
+            run: job.run,
         })
     }
 }

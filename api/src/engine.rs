@@ -48,24 +48,9 @@ impl Runtime {
     }
 }
 
-/// Limits of one stage, already resolved (request value, else overrides, else global config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StageLimits {
-    /// Wall-clock limit in milliseconds.
-    pub wall_timeout_ms: u64,
-    /// CPU-time limit in milliseconds.
-    pub cpu_time_ms: u64,
-    /// Memory limit in bytes; `None` means no limit.
-    pub memory_bytes: Option<u64>,
-    /// Maximum number of processes.
-    pub max_processes: u64,
-    /// Maximum number of open files.
-    pub max_open_files: u64,
-    /// Maximum size of a written file, bytes.
-    pub max_file_size: u64,
-    /// Maximum bytes kept per output stream (stdout, stderr).
-    pub output_max_size: u64,
-}
+/// Limits of one stage, already resolved (request value, else overrides, else global config):
+/// the runner's own type, which the engine hands on unchanged.
+pub type StageLimits = runner::Limits;
 
 /// One submitted file, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
