@@ -383,12 +383,12 @@ fn bodies_415_413_400() {
         ..Config::default()
     };
     let server = Server::with_config(config);
-    let (status, body) = server.send_raw("POST", "/api/v2/execute", "text/plain", "{}");
+    let (status, body) = server.send("POST", "/api/v2/execute", "text/plain", "{}");
     assert_eq!(
         (status, message(&body)),
         (415, "requests must be of type application/json")
     );
-    let (status, body) = server.send_raw(
+    let (status, body) = server.send(
         "DELETE",
         "/api/v2/packages",
         "application/x-www-form-urlencoded",
@@ -398,7 +398,7 @@ fn bodies_415_413_400() {
         (status, message(&body)),
         (415, "requests must be of type application/json")
     );
-    let (status, body) = server.send_raw(
+    let (status, body) = server.send(
         "POST",
         "/api/v2/execute",
         "application/json",
@@ -420,12 +420,12 @@ fn bodies_415_413_400() {
     // before it reads: the server reads and drops it, so the client gets the 413 rather than a
     // connection reset.
     let huge = format!("{{\"language\": \"{}\"}}", "x".repeat(4 << 20));
-    let (status, body) = server.send_raw("POST", "/api/v2/execute", "application/json", &huge);
+    let (status, body) = server.send("POST", "/api/v2/execute", "application/json", &huge);
     assert_eq!(
         (status, message(&body)),
         (413, "request body is larger than the limit of 1024 bytes")
     );
-    let (status, body) = server.send_raw(
+    let (status, body) = server.send(
         "POST",
         "/api/v2/execute",
         "application/json; charset=utf-8",

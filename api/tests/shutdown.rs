@@ -27,10 +27,7 @@ fn running_jobs_finish_and_new_connections_are_refused() {
     };
     let url = format!("http://{addr}/api/v2/execute");
     let request = std::thread::spawn(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = test_support::agent(None);
         let mut response = agent
             .post(&url)
             .header("content-type", "application/json")
@@ -69,10 +66,7 @@ fn shutdown_is_bounded() {
     let mut server = Server::with_config(config);
     let (addr, fake) = (server.addr, std::sync::Arc::clone(&server.fake));
     let request = std::thread::spawn(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = test_support::agent(None);
         let _ = agent
             .post(format!("http://{addr}/api/v2/execute"))
             .header("content-type", "application/json")

@@ -6,57 +6,24 @@ use std::time::{Duration, Instant};
 
 use api::Config;
 use common::Server;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use test_support::ws::{self, Ws, send};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// How long a message may take against the fake engine.
+const WAIT: Duration = Duration::from_secs(10);
 
 async fn connect(server: &Server) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(server.ws_url("/api/v2/connect"))
-        .await
-        .unwrap();
-    ws
+    ws::connect(&server.ws_url("/api/v2/connect")).await
 }
 
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::Text(value.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next message, which must be JSON text.
 async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("the connection is open")
-            .unwrap();
-        match message {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
+    ws::recv(ws, WAIT).await
 }
 
-/// The next message, which must be a close frame: its code and reason.
 async fn closed(ws: &mut Ws) -> (u16, String) {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s");
-        match message {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return (frame.code.into(), frame.reason.to_string());
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
+    ws::closed(ws, WAIT).await
 }
 
 fn init(language: &str, content: &str) -> Value {

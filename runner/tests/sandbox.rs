@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use test_support::host_processes_with;
+
 use runner::{
     Event, JobFile, JobSpec, KillReason, Limits, ProcessEvent, ProcessSpec, Runner, RunnerConfig,
     RunnerError, Stage, Status, Stream,
@@ -196,22 +198,6 @@ fn limits() -> Limits {
     }
 }
 
-/// Host pids whose command line contains `needle`.
-fn host_procs_with(needle: &str) -> Vec<String> {
-    let me = std::process::id().to_string();
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| e.file_name().to_string_lossy() != me)
-        .filter_map(|e| {
-            let c = fs::read(e.path().join("cmdline")).ok()?;
-            let c = String::from_utf8_lossy(&c).replace('\0', " ");
-            c.contains(needle).then_some(c)
-        })
-        .collect()
-}
-
 #[test]
 fn hello_world_and_conventions() {
     let Some(e) = env() else { return };
@@ -363,7 +349,7 @@ fn fork_bomb_is_contained() {
     let r = e.bash("bomb() { bomb | bomb & }; bomb; sleep 30", l);
     assert_eq!(r.status, Some(Status::TO), "{r:?}");
     assert_eq!(r.kill_reason, Some(KillReason::Wall));
-    assert!(host_procs_with("bomb").is_empty());
+    assert!(host_processes_with("bomb").is_empty());
 }
 
 #[test]
@@ -639,7 +625,7 @@ fn orphans_and_daemons_die_with_the_job() {
     // Teardown finishes in the background; flush waits for it.
     e.runner.flush();
     for n in ["sleep 123457", "sleep 123458", "sleep 123459"] {
-        assert!(host_procs_with(n).is_empty(), "{n} survived");
+        assert!(host_processes_with(n).is_empty(), "{n} survived");
     }
 }
 
@@ -793,7 +779,7 @@ fn many_jobs_leave_nothing_behind() {
     );
     assert_eq!(fs::read_dir(&work).unwrap().count(), 0, "job dirs left");
     // Ours all ran `sleep 1000`; no other test uses it.
-    assert!(host_procs_with("sleep 1000").is_empty());
+    assert!(host_processes_with("sleep 1000").is_empty());
     let own = fs::read_to_string("/proc/self/cgroup").unwrap();
     for c in ["memory", "pids", "cpuacct"] {
         let rel = own
@@ -1010,7 +996,7 @@ fn a_dead_server_leaves_a_job_that_still_ends_and_is_cleaned_up_later() {
     let cli_pid = cli.id();
     // The job itself, not the CLI whose command line holds the same words.
     let job_alive = || {
-        host_procs_with("sleep 313131")
+        host_processes_with("sleep 313131")
             .iter()
             .any(|c| c.starts_with("/bin/sleep"))
     };

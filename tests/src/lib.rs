@@ -205,24 +205,7 @@ pub fn loops_under(path: &Path) -> Vec<String> {
     found
 }
 
-/// Command lines of the host's processes (other than this one) that contain `needle`: a job's
-/// program carries a mark in its arguments so a test can tell whether it still runs.
-pub fn host_processes_with(needle: &str) -> Vec<String> {
-    let me = std::process::id().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| e.file_name().to_string_lossy() != me)
-        .filter_map(|e| {
-            let line = std::fs::read(e.path().join("cmdline")).ok()?;
-            let line = String::from_utf8_lossy(&line).replace('\0', " ");
-            line.contains(needle).then_some(line)
-        })
-        .collect()
-}
+pub use test_support::host_processes_with;
 
 /// A built repository's index, read directly (the tests compare what ppman and the server say
 /// with it). Parsed as trusted: the tests that check signatures do so through ppman.

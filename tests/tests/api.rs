@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use e2e::{Installation, host_processes_with, index_entry, read_index, test_repo};
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use ppman::schema::{Index, IndexEntry};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use test_support::ws::{self, Ws, send};
+use test_support::{Client, agent, json_of};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The packages behind the shared server: the subset CI builds.
 const PACKAGES: [&str; 4] = ["bash", "python", "gcc", "node"];
@@ -92,6 +92,7 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    client: Client,
     log: PathBuf,
     _work: tempfile::TempDir,
 }
@@ -151,6 +152,7 @@ impl Server {
                     return Self {
                         child,
                         addr,
+                        client: Client::new(addr, Some(HTTP_TIMEOUT)),
                         log,
                         _work: work,
                     };
@@ -164,51 +166,6 @@ impl Server {
 
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
-    }
-
-    /// GET: status and body text.
-    fn get_text(&self, path: &str) -> (u16, String) {
-        finish(agent(HTTP_TIMEOUT).get(self.url(path)).call().unwrap())
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        json_of(self.get_text(path))
-    }
-
-    /// A request with a body and a content type.
-    fn send(&self, method: &str, path: &str, content_type: &str, body: &str) -> (u16, Value) {
-        let agent = agent(HTTP_TIMEOUT);
-        let url = self.url(path);
-        let response = match method {
-            "POST" => agent
-                .post(&url)
-                .header("content-type", content_type)
-                .send(body),
-            "DELETE" => agent
-                .delete(&url)
-                .header("content-type", content_type)
-                .force_send_body()
-                .send(body),
-            other => panic!("method {other}"),
-        }
-        .unwrap();
-        json_of(finish(response))
-    }
-
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.send("POST", path, "application/json", &body.to_string())
-    }
-
-    fn delete(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.send("DELETE", path, "application/json", &body.to_string())
     }
 
     /// A JSON POST that declares a body of `length` bytes and sends none: the answer.
@@ -235,22 +192,6 @@ impl Server {
         json_of((status, body.to_owned()))
     }
 
-    /// A POST without body or content type (the v3 routes).
-    fn post_empty(&self, path: &str) -> (u16, Value) {
-        json_of(finish(
-            agent(HTTP_TIMEOUT)
-                .post(self.url(path))
-                .send_empty()
-                .unwrap(),
-        ))
-    }
-
-    fn delete_empty(&self, path: &str) -> (u16, Value) {
-        json_of(finish(
-            agent(HTTP_TIMEOUT).delete(self.url(path)).call().unwrap(),
-        ))
-    }
-
     /// POST /api/v2/execute, which must answer 200; the response.
     fn execute(&self, request: &Value) -> Value {
         let (status, body) = self.post("/api/v2/execute", request);
@@ -273,6 +214,15 @@ impl Server {
         assert_eq!(response["language"], "python");
         assert!(response.get("compile").is_none(), "{response}");
         response["run"].clone()
+    }
+}
+
+/// The HTTP calls of [`Client`] (`server.get(…)`, `server.post(…)`, …).
+impl std::ops::Deref for Server {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
     }
 }
 
@@ -303,7 +253,7 @@ fn wait_ready(child: &mut Child, addr: SocketAddr, log: &Path) -> Result<(), Str
             let _ = child.wait();
             return Err(format!("no answer within 60 s\n{}", log_text()));
         }
-        if agent(Duration::from_secs(2))
+        if agent(Some(Duration::from_secs(2)))
             .get(format!("http://{addr}/healthz"))
             .call()
             .is_ok_and(|r| r.status() == 200)
@@ -316,31 +266,6 @@ fn wait_ready(child: &mut Child, addr: SocketAddr, log: &Path) -> Result<(), Str
 
 /// Long enough for a job under the shared server's limits on a busy host.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout))
-        .build()
-        .into()
-}
-
-fn finish(mut response: ureq::http::Response<ureq::Body>) -> (u16, String) {
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_string()
-        .unwrap();
-    (status, body)
-}
-
-fn json_of((status, text): (u16, String)) -> (u16, Value) {
-    let value =
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {status} {text:?}"));
-    (status, value)
-}
 
 /// An execute request (or WebSocket init, without the type) with one file, `extra` merged in.
 fn request(language: &str, name: &str, content: &str, extra: &Value) -> Value {
@@ -1240,54 +1165,19 @@ fn output_limits() {
     assert_eq!(run["output"], format!("fine\n{stderr}"));
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 async fn connect(s: &Server) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(s.ws_url("/api/v2/connect"))
-        .await
-        .expect("WebSocket connection");
-    ws
-}
-
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::Text(value.to_string().into()))
-        .await
-        .expect("send");
+    ws::connect(&s.ws_url("/api/v2/connect")).await
 }
 
 /// Long enough for a compile on a busy host.
 const WS_WAIT: Duration = Duration::from_secs(120);
 
-/// The next message, which must be JSON text.
 async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let message = tokio::time::timeout(WS_WAIT, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("the connection is open")
-            .expect("a message");
-        match message {
-            Message::Text(text) => return serde_json::from_str(&text).expect("JSON"),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
+    ws::recv(ws, WS_WAIT).await
 }
 
-/// The next message, which must be a close frame: its code and reason.
 async fn closed(ws: &mut Ws) -> (u16, String) {
-    loop {
-        let message = tokio::time::timeout(WS_WAIT, ws.next())
-            .await
-            .expect("a message in time");
-        match message {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return (frame.code.into(), frame.reason.to_string());
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
+    ws::closed(ws, WS_WAIT).await
 }
 
 /// What a stage printed, as the data messages carried it (a program's writes may arrive cut
@@ -1921,7 +1811,7 @@ fn v3_repository_routes() {
     // Both links lead somewhere: the image, and the folder of the build files.
     let fetch = |link: &str| {
         assert!(link.starts_with(&url), "{link} is absolute");
-        let mut response = agent(HTTP_TIMEOUT).get(link).call().unwrap();
+        let mut response = agent(Some(HTTP_TIMEOUT)).get(link).call().unwrap();
         assert_eq!(response.status(), 200, "{link} can be fetched");
         response
             .body_mut()

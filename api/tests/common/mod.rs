@@ -1,4 +1,5 @@
-//! A real server on 127.0.0.1:0 backed by the fake engine, and a small blocking HTTP client.
+//! A real server on 127.0.0.1:0 backed by the fake engine, called through test-support's
+//! blocking HTTP client.
 
 #![allow(dead_code)]
 
@@ -8,10 +9,11 @@ use std::thread::JoinHandle;
 
 use api::fake::FakeEngine;
 use api::{AppState, Config};
-use serde_json::Value;
+use test_support::Client;
 
 pub struct Server {
     pub addr: SocketAddr,
+    pub client: Client,
     pub fake: Arc<FakeEngine>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -51,95 +53,20 @@ impl Server {
         let addr = addr_rx.recv().unwrap();
         Self {
             addr,
+            client: Client::new(addr, None),
             fake,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
         }
     }
+}
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
+/// The HTTP calls of [`Client`] (`server.get(…)`, `server.post(…)`, …).
+impl std::ops::Deref for Server {
+    type Target = Client;
 
-    pub fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
-    }
-
-    fn agent() -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into()
-    }
-
-    fn finish(mut response: ureq::http::Response<ureq::Body>) -> (u16, String) {
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().unwrap();
-        (status, body)
-    }
-
-    /// GET: status and body text.
-    pub fn get_text(&self, path: &str) -> (u16, String) {
-        Self::finish(Self::agent().get(self.url(path)).call().unwrap())
-    }
-
-    pub fn get(&self, path: &str) -> (u16, Value) {
-        let (status, body) = self.get_text(path);
-        (
-            status,
-            serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}")),
-        )
-    }
-
-    /// A request with a body and content type.
-    pub fn send_raw(
-        &self,
-        method: &str,
-        path: &str,
-        content_type: &str,
-        body: &str,
-    ) -> (u16, Value) {
-        let agent = Self::agent();
-        let url = self.url(path);
-        let response = match method {
-            "POST" => agent
-                .post(&url)
-                .header("content-type", content_type)
-                .send(body),
-            "DELETE" => agent
-                .delete(&url)
-                .header("content-type", content_type)
-                .force_send_body()
-                .send(body),
-            other => panic!("method {other}"),
-        }
-        .unwrap();
-        let (status, text) = Self::finish(response);
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {status} {text:?}")),
-        )
-    }
-
-    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.send_raw("POST", path, "application/json", &body.to_string())
-    }
-
-    pub fn delete(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.send_raw("DELETE", path, "application/json", &body.to_string())
-    }
-
-    /// A POST without body or content type (the v3 routes).
-    pub fn post_empty(&self, path: &str) -> (u16, Value) {
-        let response = Self::agent().post(self.url(path)).send_empty().unwrap();
-        let (status, text) = Self::finish(response);
-        (status, serde_json::from_str(&text).unwrap())
-    }
-
-    pub fn delete_empty(&self, path: &str) -> (u16, Value) {
-        let response = Self::agent().delete(self.url(path)).call().unwrap();
-        let (status, text) = Self::finish(response);
-        (status, serde_json::from_str(&text).unwrap())
+    fn deref(&self) -> &Client {
+        &self.client
     }
 }
 

@@ -1,0 +1,141 @@
+//! Helpers the tests of several crates share (`api`'s tests against the fake engine, the
+//! end-to-end tests in `tests/`, the runner's sandbox tests): a small blocking HTTP client for
+//! the API, a WebSocket client ([`ws`]) and lookups of host processes. Test code: it panics on
+//! anything unexpected.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub mod ws;
+
+/// A blocking HTTP client for a server at `addr`; every call returns the status and the body
+/// (any status: 4xx and 5xx are answers here, not errors).
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub addr: SocketAddr,
+    /// Whole-request timeout (`None`: ureq's default of none).
+    pub timeout: Option<Duration>,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr, timeout: Option<Duration>) -> Client {
+        Client { addr, timeout }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    fn agent(&self) -> ureq::Agent {
+        agent(self.timeout)
+    }
+
+    /// GET: status and body text.
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        finish(self.agent().get(self.url(path)).call().expect("GET"))
+    }
+
+    /// GET of a JSON answer.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        json_of(self.get_text(path))
+    }
+
+    /// A POST or DELETE with a body and a content type; the answer must be JSON.
+    pub fn send(&self, method: &str, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+        let agent = self.agent();
+        let url = self.url(path);
+        let response = match method {
+            "POST" => agent
+                .post(&url)
+                .header("content-type", content_type)
+                .send(body),
+            "DELETE" => agent
+                .delete(&url)
+                .header("content-type", content_type)
+                .force_send_body()
+                .send(body),
+            other => panic!("method {other}"),
+        }
+        .expect(method);
+        json_of(finish(response))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send("POST", path, "application/json", &body.to_string())
+    }
+
+    pub fn delete(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send("DELETE", path, "application/json", &body.to_string())
+    }
+
+    /// A POST without body or content type (the v3 routes).
+    pub fn post_empty(&self, path: &str) -> (u16, Value) {
+        json_of(finish(
+            self.agent()
+                .post(self.url(path))
+                .send_empty()
+                .expect("POST"),
+        ))
+    }
+
+    /// A DELETE without body (the v3 routes).
+    pub fn delete_empty(&self, path: &str) -> (u16, Value) {
+        json_of(finish(
+            self.agent().delete(self.url(path)).call().expect("DELETE"),
+        ))
+    }
+}
+
+/// An agent that returns every status as an answer, with a whole-request `timeout`.
+pub fn agent(timeout: Option<Duration>) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(timeout)
+        .build()
+        .into()
+}
+
+/// Status and body text (up to 64 MiB: the output tests return large bodies).
+fn finish(mut response: ureq::http::Response<ureq::Body>) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .expect("response body");
+    (status, body)
+}
+
+/// The body parsed as JSON (panics with the text when it is not).
+pub fn json_of((status, text): (u16, String)) -> (u16, Value) {
+    let value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {status} {text:?}"));
+    (status, value)
+}
+
+/// Command lines of the host's processes (other than this one) that contain `needle`, with
+/// their arguments separated by spaces: a job's program carries a mark in its arguments so a
+/// test can tell whether it still runs.
+pub fn host_processes_with(needle: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| e.file_name().to_string_lossy() != me)
+        .filter_map(|e| {
+            let line = std::fs::read(e.path().join("cmdline")).ok()?;
+            let line = String::from_utf8_lossy(&line).replace('\0', " ");
+            line.contains(needle).then_some(line)
+        })
+        .collect()
+}
