@@ -500,6 +500,10 @@ fn exec_args(spec: &SandboxSpec) -> ExecArgs {
 fn target(spec: &SandboxSpec, filter: &[libc::sock_filter], exec: &ExecArgs) -> ! {
     let r = (|| -> Result<(), String> {
         ctx("unblock signals", sys::SigSet::unblock_all())?;
+        ctx(
+            "default signal dispositions",
+            sys::SigSet::default_all_dispositions(),
+        )?;
         ctx("setsid", sys::setsid())?;
         let rl = spec.rlimits;
         let inf = libc::RLIM_INFINITY;

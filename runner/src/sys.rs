@@ -496,6 +496,44 @@ impl SigSet {
         Ok(())
     }
 
+    /// Sets every signal's disposition back to the default (`SIG_DFL`), as a fresh process
+    /// has it: what this process ignores would otherwise stay ignored across exec — the Rust
+    /// runtime ignores SIGPIPE, and glibc's posix_spawn leaves its two internal signals (32,
+    /// 33) ignored in the child. Raw `rt_sigaction`, since glibc refuses 32 and 33; allocates
+    /// nothing (see [`vfork_run`]).
+    pub fn default_all_dispositions() -> io::Result<()> {
+        #[repr(C)]
+        struct KernelSigaction {
+            handler: usize,
+            flags: u64,
+            restorer: usize,
+            mask: u64,
+        }
+        let default = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            // SAFETY: `default` is a kernel sigaction (handler, flags, restorer, 64-bit mask)
+            // that outlives the call; the old action is not asked for.
+            check_long(unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &default as *const KernelSigaction,
+                    ptr::null_mut::<KernelSigaction>(),
+                    std::mem::size_of::<u64>(),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Waits for one signal of the set: its number, whether the kernel (not a process) sent it
     /// (`si_code > 0`, e.g. an expired `alarm`), and the value if it was sent with `sigqueue`.
     pub fn wait_info(&self) -> io::Result<(libc::c_int, bool, Option<usize>)> {

@@ -273,6 +273,23 @@ fn args_and_stdin() {
     assert_eq!(r.stdout, "from stdin|a b|c\n", "{r:?}");
 }
 
+/// The program starts as from a login shell: no signal blocked or ignored (the helper ignores
+/// SIGPIPE, and glibc's posix_spawn leaves 32 and 33 ignored, which exec would pass on), so a
+/// writer into a closed pipe dies quietly of SIGPIPE.
+#[test]
+fn signals_start_at_their_defaults() {
+    let Some(e) = env() else { return };
+    let r = e.bash(
+        "grep -E '^Sig(Blk|Ign)' /proc/self/status; yes | head -1",
+        limits(),
+    );
+    assert_eq!(
+        r.stdout, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\ny\n",
+        "{r:?}"
+    );
+    assert_eq!(r.stderr, "", "{r:?}");
+}
+
 #[test]
 fn exit_code_and_signal() {
     let Some(e) = env() else { return };
