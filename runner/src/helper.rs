@@ -532,6 +532,12 @@ fn target(spec: &SandboxSpec, filter: &[libc::sock_filter], exec: &ExecArgs) -> 
             "RLIMIT_NPROC",
             sys::setrlimit(libc::RLIMIT_NPROC, or_inf(rl.nproc), or_inf(rl.nproc)),
         )?;
+        // The job's processes are the first the kernel's OOM killer takes, on the host and in
+        // the job's cgroup (where init, at the server's score, then outlives them and reports).
+        ctx(
+            "oom_score_adj",
+            sys::write_file(c"/proc/self/oom_score_adj", b"1000"),
+        )?;
         ctx("drop capability bounding set", sys::drop_bounding_set())?;
         if spec.uid == 0 || spec.gid == 0 {
             return Err("refusing to run the target as root".into());

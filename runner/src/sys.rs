@@ -862,6 +862,24 @@ pub(crate) fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, V
     }
 }
 
+/// Writes `data` to the existing file at `path` in one `write` (a proc or control file);
+/// allocates nothing (see [`vfork_run`]).
+pub(crate) fn write_file(path: &CStr, data: &[u8]) -> io::Result<()> {
+    // SAFETY: NUL-terminated path; the fd is closed on every path below.
+    let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: `data` is valid for `data.len()` bytes.
+    let written = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    let result = if written == -1 {
+        Err(io::Error::last_os_error())
+    } else if written as usize != data.len() {
+        Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))
+    } else {
+        Ok(())
+    };
+    close(fd);
+    result
+}
+
 /// `dup2`: `dst` becomes a copy of `src` (not close-on-exec), closing what `dst` was.
 pub(crate) fn dup2(src: RawFd, dst: RawFd) -> io::Result<()> {
     // SAFETY: integer arguments; the caller owns `dst`'s number (it is replaced on purpose).

@@ -275,9 +275,9 @@ fn args_and_stdin() {
 
 /// The program starts as from a login shell: no signal blocked or ignored (the helper ignores
 /// SIGPIPE, and glibc's posix_spawn leaves 32 and 33 ignored, which exec would pass on), so a
-/// writer into a closed pipe dies quietly of SIGPIPE.
+/// writer into a closed pipe dies quietly of SIGPIPE; and it is the OOM killer's first choice.
 #[test]
-fn signals_start_at_their_defaults() {
+fn signals_start_at_their_defaults_and_oom_prefers_the_job() {
     let Some(e) = env() else { return };
     let r = e.bash(
         "grep -E '^Sig(Blk|Ign)' /proc/self/status; yes | head -1",
