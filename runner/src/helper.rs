@@ -1,25 +1,23 @@
 //! The `piston-sandbox` helper: builds one sandbox and runs one command in it.
 //!
-//! Three processes, like isolate's keeper/proxy/inside:
+//! Processes, like isolate's keeper/proxy/inside with the library as the keeper:
 //!
-//! * **outer** (the helper as spawned by the library, root, host namespaces, single-threaded):
-//!   reads the spec from fd 3, enters the job cgroup (v1: writes its pid to `cgroup.procs`; v2:
-//!   clone3 with CLONE_INTO_CGROUP), clone3s **init** into new mount, PID, network, IPC, UTS and
-//!   cgroup namespaces, forwards signals to it and exits when it ends.
-//! * **init** (PID 1 of the new PID namespace, still root): builds the root (overlay, /proc, /dev,
-//!   /tmp, /dev/shm, pivot_root), forks the target, reaps every process, reports the target's end
-//!   on fd 4 and exits — which makes the kernel SIGKILL everything left in the namespace
-//!   (orphans, daemons). It dies with the outer helper (PR_SET_PDEATHSIG = SIGKILL).
+//! * **zygote** (`piston-sandbox --zygote`, one per runner, root, host namespaces,
+//!   single-threaded; see [`zygote_main`]): forks each job's init on request, so a job costs a
+//!   fork of a small, already initialised process instead of an exec, dynamic linking and the
+//!   Rust runtime's start-up.
+//! * **init** (forked with `CLONE_PARENT` into new PID, network, IPC and UTS namespaces — the
+//!   library's child and PID 1 of the job, still root): enters the job cgroup (v1: writes
+//!   itself into `cgroup.procs`; v2: born there with `CLONE_INTO_CGROUP`) and a cgroup namespace
+//!   rooted at it, waits for the spec, builds the root (mount namespace, overlay, /proc, /dev,
+//!   /tmp, /dev/shm, pivot_root), starts the target, forwards signals to it, reaps every process,
+//!   reports the target's end on fd 4 and exits — which makes the kernel SIGKILL everything left
+//!   in the namespace (orphans, daemons). The library ends a job by SIGKILLing init.
 //! * **target** (PID 2): drops to the job's uid/gid, drops every capability, sets rlimits,
 //!   no_new_privs and the seccomp filter, then execs the command.
 //!
-//! fds on entry: 0/1/2 the target's stdin/stdout/stderr pipes, 3 the spec (read to EOF),
-//! 4 the report pipe (write). Every step, in order, is listed in `docs/sandbox.md`.
-//!
-//! Helpers are not exec'd one by one: the library starts one `piston-sandbox --zygote`, which
-//! forks each helper on request (see [`zygote_main`]), so a helper costs a fork of a small,
-//! already initialised process instead of an exec, dynamic linking and the Rust runtime's
-//! start-up.
+//! fds of init: 0/1/2 the target's stdin/stdout/stderr pipes, 3 the spec (read to EOF), 4 the
+//! report pipe (write). Every step, in order, is listed in `docs/sandbox.md`.
 
 use std::ffi::CString;
 use std::fs;
@@ -33,36 +31,54 @@ const SPEC_FD: i32 = 3;
 const REPORT_FD: i32 = 4;
 /// The zygote's end of its socket to the library.
 const ZYGOTE_FD: i32 = 3;
-/// fds a helper starts with (0..=4, see the module docs).
+/// fds an init starts with (0..=4, see the module docs); a v2 request adds the job cgroup's
+/// directory as a sixth.
 pub(crate) const HELPER_FDS: usize = 5;
 /// The argument that makes the helper binary a zygote.
 pub(crate) const ZYGOTE_ARG: &str = "--zygote";
 
-/// The seccomp filter, built once by the zygote before it forks any helper.
+/// The seccomp filter, built once by the zygote before it forks any init.
 static PREBUILT_FILTER: std::sync::OnceLock<Vec<libc::sock_filter>> = std::sync::OnceLock::new();
 
-/// Entry point of the helper binary: a zygote with [`ZYGOTE_ARG`], else one helper.
+/// Entry point of the helper binary, which the library starts as a zygote ([`ZYGOTE_ARG`]).
 pub fn helper_main() -> ! {
     if std::env::args_os().nth(1).is_some_and(|a| a == ZYGOTE_ARG) {
         zygote_main()
     }
-    helper()
+    let _ = writeln!(
+        io::stderr(),
+        "piston-sandbox: started by the runner library as `piston-sandbox {ZYGOTE_ARG}`, not by hand"
+    );
+    sys::exit_now(2)
 }
 
 /// The zygote: single-threaded and long-lived, it waits on its socket (fd 3) for one-byte
-/// requests that carry a new helper's five fds (`SCM_RIGHTS`), forks the helper with
-/// `CLONE_PARENT` — so the helper is the library's child, waited for and signalled exactly as
-/// an exec'd one — and answers with its pid (or `-errno`) as a native-endian `i32`. It holds no
-/// job state: a helper starts from the zygote's memory, which is the binary's state right after
-/// start-up plus the prebuilt seccomp filter. It exits at end of stream, i.e. when the library
-/// drops it or its process dies.
+/// requests that carry a new job's five fds (and, on cgroup v2, its cgroup directory) with
+/// `SCM_RIGHTS`, forks the job's init into new namespaces with `CLONE_PARENT` — so init is the
+/// library's child, waited for and signalled by it directly — and answers with init's pid (or
+/// `-errno`) as a native-endian `i32`. It holds no job state: an init starts from the zygote's
+/// memory, which is the binary's state right after start-up, the prebuilt seccomp filter and
+/// every forwardable signal blocked (so none is lost before init waits for them). It exits at
+/// end of stream, i.e. when the library drops it or its process dies.
 fn zygote_main() -> ! {
     let _ = PREBUILT_FILTER.set(crate::seccomp::filter());
-    // `ps` tells the zygote (`piston-zygote`, `… --zygote`) from its helpers, which take the
-    // binary's own name back and show no arguments, as when they were exec'd one by one.
-    let helper_name = sys::thread_name().ok();
+    // `ps` tells the zygote (`piston-zygote`, `… --zygote`) from the inits, which take the
+    // binary's own name back and show no arguments.
+    let init_name = sys::thread_name().ok();
     let arg_tail = sys::ArgTail::of_self().ok();
     let _ = sys::set_thread_name(c"piston-zygote");
+    if sys::SigSet::forwardable().block().is_err() {
+        sys::exit_now(1);
+    }
+    sys::umask(0o022);
+    // Every namespace but the mount namespace, which init creates when the job arrives (so
+    // that its copy of the host's mount table has the job directory and current layers), and
+    // the cgroup namespace, which init creates once it is in the job cgroup.
+    let flags = (libc::CLONE_PARENT
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS) as u64;
     let mut request = [0u8; 1];
     loop {
         let fds = match sys::recv_with_fds(ZYGOTE_FD, &mut request) {
@@ -75,14 +91,16 @@ fn zygote_main() -> ! {
             }
             Err(_) => sys::exit_now(1),
         };
-        let reply = if fds.len() != HELPER_FDS {
-            -libc::EINVAL
-        } else {
-            match sys::clone3(libc::CLONE_PARENT as u64, None) {
-                Ok(0) => become_helper(fds, helper_name.as_deref(), arg_tail),
+        let reply = if fds.len() == HELPER_FDS || fds.len() == HELPER_FDS + 1 {
+            use std::os::fd::AsRawFd;
+            let cgroup = fds.get(HELPER_FDS).map(|fd| fd.as_raw_fd());
+            match sys::clone3(flags, cgroup) {
+                Ok(0) => become_init(fds, init_name.as_deref(), arg_tail),
                 Ok(pid) => pid,
                 Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
             }
+        } else {
+            -libc::EINVAL
         };
         drop(fds);
         if zygote_reply(reply).is_err() {
@@ -96,9 +114,9 @@ fn zygote_reply(reply: i32) -> io::Result<()> {
     sock.write_all(&reply.to_ne_bytes())
 }
 
-/// In a freshly forked helper: the received fds go to 0..=4 (replacing the zygote's /dev/null
-/// stdio, and its socket at 3), then the helper runs as if exec'd.
-fn become_helper(
+/// In a freshly forked init: the received fds go to 0..=4 (replacing the zygote's /dev/null
+/// stdio, and its socket at 3; a v2 cgroup directory is closed), then [`init_main`].
+fn become_init(
     fds: Vec<std::os::fd::OwnedFd>,
     name: Option<&std::ffi::CStr>,
     arg_tail: Option<sys::ArgTail>,
@@ -111,7 +129,12 @@ fn become_helper(
         tail.blank();
     }
     // Above 9 first, so no dup2 below overwrites a source it still needs.
-    let high: Vec<_> = match fds.iter().map(sys::dup_high).collect::<io::Result<_>>() {
+    let high: Vec<_> = match fds
+        .iter()
+        .take(HELPER_FDS)
+        .map(sys::dup_high)
+        .collect::<io::Result<_>>()
+    {
         Ok(h) => h,
         Err(_) => sys::exit_now(1),
     };
@@ -122,15 +145,15 @@ fn become_helper(
         }
     }
     drop(high);
-    helper()
+    init_main()
 }
 
-/// One helper (see the module docs).
-fn helper() -> ! {
+/// Init before the spec: the job cgroup and the cgroup namespace, then [`init`].
+fn init_main() -> ! {
     let mut input = std::io::BufReader::new(sys::file_from_fd(SPEC_FD));
-    // Line 1: the cgroup to join. A pre-spawned ("warm") helper joins it and creates the job's
-    // namespaces at once, then its init waits for the spec: the v1 cgroup migration (an RCU
-    // grace period) and the namespace creation are off the job's critical path.
+    // Line 1: the cgroup to join. A pre-spawned ("warm") init joins it at once and then waits
+    // for the spec: the v1 cgroup migration (an RCU grace period) and the namespace creation are
+    // off the job's critical path.
     let mut line = String::new();
     if let Err(e) = std::io::BufRead::read_line(&mut input, &mut line) {
         fail(&format!("read cgroup line: {e}"));
@@ -139,30 +162,18 @@ fn helper() -> ! {
         Ok(j) => j,
         Err(e) => fail(&format!("parse cgroup line: {e}")),
     };
-    let cgroup_fd = match join_cgroup(&join) {
-        Ok(fd) => fd,
-        Err(e) => fail(&e),
-    };
-    match outer(input, cgroup_fd) {
-        Ok(code) => sys::exit_now(code),
-        Err(e) => fail(&e),
-    }
-}
-
-/// Enters the job cgroup before anything else exists, so every later process is accounted:
-/// v1 writes our pid into each `cgroup.procs`; v2 returns the directory for CLONE_INTO_CGROUP.
-fn join_cgroup(join: &CgroupJoin) -> Result<Option<std::os::fd::OwnedFd>, String> {
-    let pid = sys::getpid().to_string();
+    // v1: "0" moves the writer itself (a pid would be read in our new PID namespace). Before
+    // anything else exists, so every later process of the job is born inside.
     for procs in &join.procs {
-        ctx(&format!("join cgroup {procs}"), fs::write(procs, &pid))?;
+        if let Err(e) = fs::write(procs, "0") {
+            fail(&format!("join cgroup {procs}: {e}"));
+        }
     }
-    match &join.dir {
-        Some(d) => Ok(Some(ctx(
-            &format!("open cgroup {d}"),
-            sys::open_dir_path(d),
-        )?)),
-        None => Ok(None),
+    // Rooted at the job cgroup: the job sees itself at `/`, nothing of the host's tree.
+    if let Err(e) = sys::unshare(libc::CLONE_NEWCGROUP) {
+        fail(&format!("unshare cgroup namespace: {e}"));
     }
+    init(input, &sys::SigSet::forwardable())
 }
 
 fn report(r: &HelperReport) {
@@ -182,55 +193,10 @@ fn ctx<T>(what: &str, r: io::Result<T>) -> Result<T, String> {
 
 type SpecInput = std::io::BufReader<fs::File>;
 
-fn outer(input: SpecInput, cgroup_fd: Option<std::os::fd::OwnedFd>) -> Result<i32, String> {
-    let signals = sys::SigSet::forwardable();
-    ctx("block signals", signals.block())?;
-    sys::umask(0o022);
-    // Every namespace but the mount namespace, which init creates when the job arrives (so
-    // that its copy of the host's mount table has the job directory and current layers).
-    let flags = (libc::CLONE_NEWPID
-        | libc::CLONE_NEWNET
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWCGROUP) as u64;
-    use std::os::fd::AsRawFd;
-    let init_pid = ctx(
-        "clone3 into new namespaces",
-        sys::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())),
-    )?;
-    if init_pid == 0 {
-        init(input, &signals);
-    }
-    drop(cgroup_fd);
-    drop(input);
-    // Only init reports from now on: the report pipe's EOF then comes with init's exit, before
-    // the kernel tears the job's mount namespace down (an RCU grace period).
-    sys::close(REPORT_FD);
-    // The sandbox alone holds the stdio pipes now: their EOF means every job process is gone.
-    for fd in 0..3 {
-        sys::close(fd);
-    }
-    loop {
-        let (sig, _, queued) = ctx("sigwaitinfo", signals.wait_info())?;
-        if sig == libc::SIGCHLD {
-            if let Some(exit) = ctx("wait init", sys::wait(init_pid, true))? {
-                return Ok(exit.code().unwrap_or(128 + exit.signal().unwrap_or(0)));
-            }
-        } else if sig == sys::KILL_REQUEST_SIGNAL && queued == Some(sys::KILL_REQUEST) {
-            // The library ends the job: SIGKILL to PID 1 takes the whole namespace down, and
-            // we reap init ourselves (killing us instead would orphan it to the host's PID 1).
-            let _ = sys::kill(init_pid, libc::SIGKILL);
-        } else {
-            let _ = sys::kill(init_pid, sig);
-        }
-    }
-}
-
-/// PID 1 of the job. Never returns.
+/// PID 1 of the job. Never returns. No parent-death signal: the parent is whichever thread of
+/// the library started the zygote, and threads come and go; should the server die, a warm init
+/// sees the end of its spec pipe, and a running job ends by the wall-clock backstop.
 fn init(mut input: SpecInput, signals: &sys::SigSet) -> ! {
-    if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
-        fail(&format!("pdeathsig: {e}"));
-    }
     // Built while the helper waits for a job, off the job's critical path; installed by the
     // target just before exec.
     let filter = PREBUILT_FILTER
@@ -285,7 +251,7 @@ fn init(mut input: SpecInput, signals: &sys::SigSet) -> ! {
         sys::close(fd);
     }
     loop {
-        let (sig, from_kernel, _) = match signals.wait_info() {
+        let (sig, from_kernel) = match signals.wait_info() {
             Ok(s) => s,
             Err(e) => fail(&format!("sigwaitinfo: {e}")),
         };

@@ -1,15 +1,16 @@
 //! Keeping slow kernel work off a job's critical path.
 //!
-//! * [`Pool`]: a few pre-spawned helpers, each already inside its own fresh cgroup, waiting for a
-//!   spec. On cgroup v1, joining a cgroup (`cgroup.procs` write) waits for an RCU grace period
-//!   (~5–13 ms here) unless another migration happened just before; spawning ahead of time moves
-//!   that wait (and the helper's exec) out of the job's latency. Limits are written when a job
-//!   takes the helper, before the spec is sent, so nothing untrusted ever runs unlimited.
-//! * [`Zygote`]: one long-lived `piston-sandbox --zygote` that forks helpers on request, so that
-//!   a helper costs a fork instead of an exec (dynamic linking, the Rust runtime's start-up;
-//!   about half of a helper's CPU time on the machines we measured). Should it die or misbehave,
-//!   helpers are exec'd directly until a new one starts.
-//! * [`Janitor`]: tears finished stages down in the background (reap the helper — whose init may
+//! * [`Pool`]: a few pre-spawned helpers (a job's init, see `helper.rs`), each already inside its
+//!   own fresh cgroup and namespaces, waiting for a spec. On cgroup v1, joining a cgroup
+//!   (`cgroup.procs` write) waits for an RCU grace period (~5–13 ms here) unless another
+//!   migration happened just before; spawning ahead of time moves that wait (and the namespace
+//!   creation) out of the job's latency. Limits are written when a job takes the helper, before
+//!   the spec is sent, so nothing untrusted ever runs unlimited.
+//! * [`Zygote`]: one long-lived `piston-sandbox --zygote` that forks each helper on request, so
+//!   that a helper costs a fork instead of an exec (dynamic linking, the Rust runtime's start-up:
+//!   about 1 ms of CPU per job on the machines we measured). One that dies or misbehaves is
+//!   replaced.
+//! * [`Janitor`]: tears finished stages down in the background (reap the helper — whose exit may
 //!   still be unmounting its namespace —, sweep and remove the cgroup, unmount the job tmpfs,
 //!   release the uid), in order for each job, several jobs at once. [`Janitor::flush`] waits for
 //!   everything queued so far.
@@ -73,8 +74,8 @@ impl Helper {
         }
     }
 
-    /// Spawns the helper and sends it the cgroup to join: (pid, stdin, stdout, stderr, spec,
-    /// report).
+    /// Has the zygote fork the job's init and sends it the cgroup to join: (pid, stdin, stdout,
+    /// stderr, spec, report).
     #[allow(clippy::type_complexity)]
     fn spawn_in(
         path: &Path,
@@ -85,39 +86,43 @@ impl Helper {
             path: path.to_path_buf(),
             source: e,
         };
-        let s = |p: &Path| p.to_string_lossy().into_owned();
         let join = CgroupJoin {
-            procs: cgroup.procs_files().iter().map(|p| s(p)).collect(),
-            dir: cgroup.v2_dir().map(s),
-        };
-        {
-            let (in_r, in_w) = sys::pipe().map_err(err)?;
-            let (out_r, out_w) = sys::pipe().map_err(err)?;
-            let (err_r, err_w) = sys::pipe().map_err(err)?;
-            let (spec_r, spec_w) = sys::pipe().map_err(err)?;
-            let (rep_r, rep_w) = sys::pipe().map_err(err)?;
-            let high: Vec<OwnedFd> = [&in_r, &out_w, &err_w, &spec_r, &rep_w]
+            procs: cgroup
+                .procs_files()
                 .iter()
-                .map(|fd| sys::dup_high(fd))
-                .collect::<io::Result<_>>()
-                .map_err(err)?;
-            drop((in_r, out_w, err_w, spec_r, rep_w));
-            let pid = zygote.fork(path, &high).map_err(err)?;
-            drop(high);
-            let mut spec = File::from(spec_w);
-            let mut line = serde_json::to_vec(&join).map_err(|e| err(io::Error::other(e)))?;
-            line.push(b'\n');
-            if let Err(e) = spec.write_all(&line) {
-                let _ = sys::kill(pid, libc::SIGKILL);
-                let _ = sys::wait(pid, false);
-                return Err(err(e));
-            }
-            Ok((pid, in_w, out_r, err_r, spec, rep_r))
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+        };
+        let (in_r, in_w) = sys::pipe().map_err(err)?;
+        let (out_r, out_w) = sys::pipe().map_err(err)?;
+        let (err_r, err_w) = sys::pipe().map_err(err)?;
+        let (spec_r, spec_w) = sys::pipe().map_err(err)?;
+        let (rep_r, rep_w) = sys::pipe().map_err(err)?;
+        // v2: init is born in its cgroup (CLONE_INTO_CGROUP), so the zygote gets the directory.
+        let dir = cgroup
+            .v2_dir()
+            .map(|d| sys::open_dir_path(&d.to_string_lossy()))
+            .transpose()
+            .map_err(err)?;
+        let fds: Vec<RawFd> = [&in_r, &out_w, &err_w, &spec_r, &rep_w]
+            .into_iter()
+            .chain(dir.as_ref())
+            .map(|fd| fd.as_raw_fd())
+            .collect();
+        let pid = zygote.fork(path, &fds).map_err(err)?;
+        drop((in_r, out_w, err_w, spec_r, rep_w, dir));
+        let mut spec = File::from(spec_w);
+        let mut line = serde_json::to_vec(&join).map_err(|e| err(io::Error::other(e)))?;
+        line.push(b'\n');
+        if let Err(e) = spec.write_all(&line) {
+            sys::kill_and_reap(pid);
+            return Err(err(e));
         }
+        Ok((pid, in_w, out_r, err_r, spec, rep_r))
     }
 
     /// Stops an unused helper and removes its cgroup. Closing the spec pipe makes its init
-    /// exit and the outer helper reap it, so nothing is orphaned.
+    /// exit (SIGKILLed should it not within two seconds), and we reap it.
     fn discard(self) {
         let Helper {
             pid, spec, cgroup, ..
@@ -282,13 +287,11 @@ impl Zygote {
         })
     }
 
-    /// A new helper with `fds` as its 0..=4; its pid. The helper is our child (`CLONE_PARENT`).
-    /// `Err(Unsent)` when the request never reached the zygote (no helper can exist), else the
-    /// error of the answer.
-    fn fork(&mut self, fds: &[OwnedFd]) -> Result<sys::Pid, ZygoteError> {
-        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    /// A new job init with `fds` as its 0..=4 (and a v2 cgroup directory as a sixth); its pid.
+    /// The init is our child (`CLONE_PARENT`).
+    fn fork(&mut self, fds: &[RawFd]) -> Result<sys::Pid, ZygoteError> {
         // One datagram: it either reaches the zygote whole or not at all.
-        sys::send_with_fds(self.sock.as_raw_fd(), &[1], &raw).map_err(ZygoteError::Unsent)?;
+        sys::send_with_fds(self.sock.as_raw_fd(), &[1], fds).map_err(ZygoteError::Unsent)?;
         let mut reply = [0u8; 4];
         self.sock
             .read_exact(&mut reply)
@@ -304,11 +307,20 @@ impl Zygote {
 enum ZygoteError {
     #[error("could not reach the zygote: {0}")]
     Unsent(io::Error),
-    /// The zygote may or may not have forked a helper: it must not be started twice.
+    /// The zygote may or may not have forked an init: the request must not be repeated.
     #[error("no answer from the zygote: {0}")]
     NoAnswer(io::Error),
     #[error("the zygote could not fork: {0}")]
     Refused(io::Error),
+}
+
+impl From<ZygoteError> for io::Error {
+    fn from(e: ZygoteError) -> io::Error {
+        let kind = match &e {
+            ZygoteError::Unsent(e) | ZygoteError::NoAnswer(e) | ZygoteError::Refused(e) => e.kind(),
+        };
+        io::Error::new(kind, e)
+    }
 }
 
 impl Drop for Zygote {
@@ -319,56 +331,34 @@ impl Drop for Zygote {
     }
 }
 
-/// The pool's zygote, started on first use and restarted after a failure; helpers are exec'd
-/// directly while none runs (and for good after [`ZYGOTE_MAX_FAILURES`] failures in a row, e.g.
-/// a helper binary from another version that does not know `--zygote`).
+/// The pool's zygote, started on first use. One that dies or fails is replaced: a request it
+/// never received, or refused, is tried once more with a new one.
 #[derive(Debug, Default)]
-pub(crate) struct ZygoteSlot(Mutex<ZygoteState>);
-
-#[derive(Debug, Default)]
-struct ZygoteState {
-    zygote: Option<Zygote>,
-    failures: u32,
-}
-
-const ZYGOTE_MAX_FAILURES: u32 = 3;
+pub(crate) struct ZygoteSlot(Mutex<Option<Zygote>>);
 
 impl ZygoteSlot {
-    /// Starts a helper (the binary at `path`) with `fds` as its 0..=4.
-    pub fn fork(&self, path: &Path, fds: &[OwnedFd]) -> io::Result<sys::Pid> {
-        {
-            let mut st = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            if st.failures < ZYGOTE_MAX_FAILURES {
-                let result = match st.zygote.take() {
-                    Some(z) => Ok(z),
-                    None => Zygote::start(path).map_err(ZygoteError::Unsent),
+    /// Starts a job's init (the helper binary at `path`) with `fds` as its 0..=4.
+    pub fn fork(&self, path: &Path, fds: &[RawFd]) -> io::Result<sys::Pid> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut retried = false;
+        loop {
+            let mut zygote = match slot.take() {
+                Some(z) => z,
+                None => Zygote::start(path)?,
+            };
+            match zygote.fork(fds) {
+                Ok(pid) => {
+                    *slot = Some(zygote);
+                    return Ok(pid);
                 }
-                .and_then(|mut z| z.fork(fds).map(|pid| (z, pid)));
-                // On error the zygote was dropped (killed and reaped) on the way.
-                match result {
-                    Ok((z, pid)) => {
-                        st.zygote = Some(z);
-                        st.failures = 0;
-                        return Ok(pid);
-                    }
-                    Err(e) => {
-                        st.failures += 1;
-                        tracing::warn!(error = %e, failures = st.failures, "sandbox zygote failed");
-                        // Otherwise no helper exists, and one is exec'd below.
-                        if let ZygoteError::NoAnswer(e) = e {
-                            return Err(e);
-                        }
-                    }
+                // The failed zygote is dropped (killed and reaped) here.
+                Err(e @ (ZygoteError::Unsent(_) | ZygoteError::Refused(_))) if !retried => {
+                    tracing::warn!(error = %e, "sandbox zygote failed; starting a new one");
+                    retried = true;
                 }
+                Err(e) => return Err(e.into()),
             }
         }
-        let fds: Vec<(RawFd, i32)> = fds
-            .iter()
-            .enumerate()
-            .map(|(i, fd)| (fd.as_raw_fd(), i as i32))
-            .collect();
-        let cpath = sys::cstring(&path.to_string_lossy())?;
-        sys::spawn(&cpath, std::slice::from_ref(&cpath), &[], &fds)
     }
 }
 

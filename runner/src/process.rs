@@ -95,9 +95,9 @@ pub struct Process {
     stdout_overflow: bool,
     stderr_overflow: bool,
     killed: Option<KillReason>,
-    /// When the caller's SIGKILL ([`Process::signal`]) went to the helper. Init then dies
+    /// When the caller's SIGKILL ([`Process::signal`]) went to the job's init. Init then dies
     /// without a report, and the program is reported killed by that signal (not as an internal
-    /// error). Like a kill, it is escalated should the helper not act on it.
+    /// error).
     sigkill_sent: OnceLock<Instant>,
     emit: bool,
     events: VecDeque<ProcessEvent>,
@@ -200,10 +200,10 @@ impl Process {
             janitor,
         };
         let cg = proc.cgroup.as_ref().expect("just set");
-        // +2: the helper and the job's init are in the cgroup too.
+        // +1: the job's init is in the cgroup too.
         cg.set_limits(CgroupLimits {
             memory_bytes: l.memory_bytes,
-            pids: l.max_processes.saturating_add(2),
+            pids: l.max_processes.saturating_add(1),
         })?;
         cg.reset_peak();
         proc.cpu_base = cg.cpu().unwrap_or_default();
@@ -251,15 +251,14 @@ impl Process {
         }
     }
 
-    /// Sends `sig` to the program (forwarded by the helper and the job's init).
+    /// Sends `sig` to the program (through the job's init, which forwards it).
     pub fn signal(&self, sig: i32) -> io::Result<()> {
         if self.finished || self.helper_reaped {
             return Ok(());
         }
         if sig == libc::SIGKILL {
-            // Through the helper, which reaps the job's init (see `kill`).
+            // To init itself: the whole PID namespace dies with it (see `kill`).
             let _ = self.sigkill_sent.set(Instant::now());
-            return sys::sigqueue(self.helper_pid, sys::KILL_REQUEST_SIGNAL, sys::KILL_REQUEST);
         }
         sys::kill(self.helper_pid, sig)
     }
@@ -300,16 +299,16 @@ impl Process {
         u
     }
 
-    /// Kills the whole sandbox: the outer helper is asked to SIGKILL the job's init (the PID
-    /// namespace dies with it) and then exits; should it not, it is SIGKILLed after a second
-    /// (init follows by its parent-death signal).
+    /// Kills the whole sandbox: SIGKILL to the job's init, our child, which takes its PID
+    /// namespace — every process of the job — with it (a PID namespace's init cannot block a
+    /// SIGKILL from outside it).
     pub fn kill(&mut self, reason: KillReason) {
         if self.killed.is_none() {
             self.killed = Some(reason);
             self.killed_at = Some(Instant::now());
         }
         if !self.helper_reaped {
-            let _ = sys::sigqueue(self.helper_pid, sys::KILL_REQUEST_SIGNAL, sys::KILL_REQUEST);
+            let _ = sys::kill(self.helper_pid, libc::SIGKILL);
         }
     }
 
@@ -373,18 +372,10 @@ impl Process {
             wait_ms = wait_ms.min(u.saturating_duration_since(now).as_millis() as i64 + 1);
         }
         let running = self.killed.is_none();
-        // A kill request (ours or a caller's SIGKILL) the helper did not act on within a
-        // second: SIGKILL the helper itself (init has PDEATHSIG SIGKILL, the job goes with it).
         let since_kill = self
             .killed_at
             .or_else(|| self.sigkill_sent.get().copied())
             .map(|t| now.saturating_duration_since(t));
-        if let Some(d) = since_kill
-            && !self.helper_reaped
-            && d > Duration::from_secs(1)
-        {
-            let _ = sys::kill(self.helper_pid, libc::SIGKILL);
-        }
         // Defensive: once killed, every job process dies with its PID namespace and the pipes
         // close at once; should anything keep them open, stop waiting after a few seconds.
         if let Some(d) = since_kill
@@ -644,7 +635,7 @@ impl Drop for Process {
     fn drop(&mut self) {
         if !self.finished {
             if !self.helper_reaped {
-                sys::stop_helper(self.helper_pid, Duration::from_secs(2));
+                sys::kill_and_reap(self.helper_pid);
                 self.helper_reaped = true;
             }
             if let Some(cg) = self.cgroup.take() {

@@ -32,13 +32,12 @@ pub struct SandboxSpec {
     pub timings: bool,
 }
 
-/// First line on fd 3: the cgroup the helper enters before anything else.
+/// First line on fd 3: the cgroup init enters before anything else (cgroup v2 needs none: init
+/// is born in its cgroup, whose directory the zygote gets with the request).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CgroupJoin {
-    /// cgroup v1: `cgroup.procs` files the helper writes its pid into.
+    /// cgroup v1: `cgroup.procs` files init writes itself into.
     pub procs: Vec<String>,
-    /// cgroup v2: the job cgroup directory, entered with clone3(CLONE_INTO_CGROUP).
-    pub dir: Option<String>,
 }
 
 /// Resource limits applied with setrlimit just before exec (soft = hard unless noted).

@@ -357,20 +357,9 @@ pub(crate) fn vfork_run(child: &mut dyn FnMut() -> libc::c_int) -> io::Result<Pi
     check(pid)
 }
 
-pub(crate) fn getpid() -> Pid {
-    // SAFETY: no preconditions.
-    unsafe { libc::getpid() }
-}
-
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and skips atexit handlers (correct in a forked child).
     unsafe { libc::_exit(code) }
-}
-
-pub(crate) fn set_pdeathsig(sig: libc::c_int) -> io::Result<()> {
-    // SAFETY: prctl with integer arguments.
-    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) })?;
-    Ok(())
 }
 
 pub(crate) fn set_no_new_privs() -> io::Result<()> {
@@ -534,9 +523,9 @@ impl SigSet {
         Ok(())
     }
 
-    /// Waits for one signal of the set: its number, whether the kernel (not a process) sent it
-    /// (`si_code > 0`, e.g. an expired `alarm`), and the value if it was sent with `sigqueue`.
-    pub fn wait_info(&self) -> io::Result<(libc::c_int, bool, Option<usize>)> {
+    /// Waits for one signal of the set: its number, and whether the kernel (not a process) sent
+    /// it (`si_code > 0`, e.g. an expired `alarm`).
+    pub fn wait_info(&self) -> io::Result<(libc::c_int, bool)> {
         loop {
             // SAFETY: siginfo is plain data filled by the kernel.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -549,10 +538,7 @@ impl SigSet {
                 }
                 return Err(e);
             }
-            let queued = (info.si_code == libc::SI_QUEUE)
-                // SAFETY: for SI_QUEUE the kernel filled si_value.
-                .then(|| unsafe { info.si_value() }.sival_ptr as usize);
-            return Ok((r, info.si_code > 0, queued));
+            return Ok((r, info.si_code > 0));
         }
     }
 }
@@ -700,26 +686,11 @@ pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
-/// sigqueue: a signal carrying a value (told apart from plain `kill`s by `si_code`).
-pub(crate) fn sigqueue(pid: Pid, sig: libc::c_int, value: usize) -> io::Result<()> {
-    let v = libc::sigval {
-        sival_ptr: value as *mut libc::c_void,
-    };
-    // SAFETY: integer arguments and a plain-data union.
-    check(unsafe { libc::sigqueue(pid, sig, v) })?;
-    Ok(())
-}
-
-/// The value that marks a "kill the job" request to the outer helper.
-pub(crate) const KILL_REQUEST: usize = 0x5049_5354; // "PIST"
-/// The signal that carries it.
-pub(crate) const KILL_REQUEST_SIGNAL: libc::c_int = libc::SIGTERM;
-
-/// Ends a helper without orphaning its init: asks it (the outer helper SIGKILLs init, reaps it
-/// and exits), waits up to `grace`, then SIGKILLs it. Reaps the helper.
-pub(crate) fn stop_helper(pid: Pid, grace: std::time::Duration) {
-    let _ = sigqueue(pid, KILL_REQUEST_SIGNAL, KILL_REQUEST);
-    reap_within(pid, grace);
+/// Ends a job's init at once: SIGKILL (from outside its PID namespace it always lands, and the
+/// whole namespace dies with it), then reaps it.
+pub(crate) fn kill_and_reap(pid: Pid) {
+    let _ = kill(pid, libc::SIGKILL);
+    let _ = wait(pid, false);
 }
 
 /// Waits for `pid` up to `grace`, then SIGKILLs and reaps it.
