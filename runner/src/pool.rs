@@ -204,8 +204,7 @@ impl Pool {
 
 /// How long the pool waits before replacing a helper a stage took, while it still holds at
 /// least half of its helpers (see [`fill`]).
-const REFILL_DELAY: Duration = Duration::from_millis(REFILL_DELAY_MS);
-const REFILL_DELAY_MS: u64 = 20;
+const REFILL_DELAY: Duration = Duration::from_millis(20);
 
 fn fill(inner: &PoolInner) {
     let plenty = |st: &PoolState| !st.stop && st.ready.len() * 2 >= inner.size;
