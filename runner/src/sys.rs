@@ -925,3 +925,49 @@ impl ArgTail {
         unsafe { ptr::write_bytes(self.start as *mut u8, 0, self.len) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// The zygote's request path: fds sent with SCM_RIGHTS arrive as new, close-on-exec fds
+    /// for the same open files, with the payload; end of stream reads as (0, []).
+    #[test]
+    fn fds_pass_through_a_seqpacket_pair() {
+        let (a, b) = seqpacket_pair().unwrap();
+        let (r1, w1) = pipe().unwrap();
+        let (r2, w2) = pipe().unwrap();
+        send_with_fds(a.as_raw_fd(), &[7], &[w1.as_raw_fd(), w2.as_raw_fd()]).unwrap();
+        let mut buf = [0u8; 1];
+        let (n, fds) = recv_with_fds(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!((n, buf[0], fds.len()), (1, 7, 2));
+        // SAFETY: F_GETFD on an fd this test owns; no memory is passed.
+        let flags = unsafe { libc::fcntl(fds[0].as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+        drop((w1, w2));
+        let mut fds = fds.into_iter();
+        std::fs::File::from(fds.next().unwrap())
+            .write_all(b"one")
+            .unwrap();
+        std::fs::File::from(fds.next().unwrap())
+            .write_all(b"two")
+            .unwrap();
+        let mut got = String::new();
+        std::fs::File::from(r1).read_to_string(&mut got).unwrap();
+        std::fs::File::from(r2).read_to_string(&mut got).unwrap();
+        assert_eq!(got, "onetwo");
+        drop(a);
+        let (n, fds) = recv_with_fds(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!((n, fds.len()), (0, 0));
+    }
+
+    /// More fds than a request may carry are refused before anything is sent.
+    #[test]
+    fn too_many_fds_are_refused() {
+        let (a, _b) = seqpacket_pair().unwrap();
+        let fds = vec![a.as_raw_fd(); MAX_PASSED_FDS + 1];
+        let e = send_with_fds(a.as_raw_fd(), &[1], &fds).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+}
