@@ -342,8 +342,7 @@ impl From<ZygoteError> for io::Error {
 impl Drop for Zygote {
     fn drop(&mut self) {
         // It holds nothing of any job's: no need to let it finish anything.
-        let _ = sys::kill(self.pid, libc::SIGKILL);
-        let _ = sys::wait(self.pid, false);
+        sys::kill_and_reap(self.pid);
     }
 }
 

@@ -686,8 +686,8 @@ pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
-/// Ends a job's init at once: SIGKILL (from outside its PID namespace it always lands, and the
-/// whole namespace dies with it), then reaps it.
+/// Ends a child at once: SIGKILL, then reaps it. For a job's init, from outside its PID
+/// namespace the SIGKILL always lands, and the whole namespace dies with it.
 pub(crate) fn kill_and_reap(pid: Pid) {
     let _ = kill(pid, libc::SIGKILL);
     let _ = wait(pid, false);
