@@ -37,9 +37,6 @@ pub(crate) const HELPER_FDS: usize = 5;
 /// The argument that makes the helper binary a zygote.
 pub(crate) const ZYGOTE_ARG: &str = "--zygote";
 
-/// The seccomp filter, built once by the zygote before it forks any init.
-static PREBUILT_FILTER: std::sync::OnceLock<Vec<libc::sock_filter>> = std::sync::OnceLock::new();
-
 /// Entry point of the helper binary, which the library starts as a zygote ([`ZYGOTE_ARG`]).
 pub fn helper_main() -> ! {
     if std::env::args_os().nth(1).is_some_and(|a| a == ZYGOTE_ARG) {
@@ -61,7 +58,9 @@ pub fn helper_main() -> ! {
 /// every forwardable signal blocked (so none is lost before init waits for them). It exits at
 /// end of stream, i.e. when the library drops it or its process dies.
 fn zygote_main() -> ! {
-    let _ = PREBUILT_FILTER.set(crate::seccomp::filter());
+    // Built once, before any init is forked: every init inherits it and its target installs it
+    // just before exec.
+    let filter = crate::seccomp::filter();
     // `ps` tells the zygote (`piston-zygote`, `… --zygote`) from the inits, which take the
     // binary's own name back and show no arguments.
     let init_name = sys::thread_name().ok();
@@ -95,7 +94,7 @@ fn zygote_main() -> ! {
             use std::os::fd::AsRawFd;
             let cgroup = fds.get(HELPER_FDS).map(|fd| fd.as_raw_fd());
             match sys::clone3(flags, cgroup) {
-                Ok(0) => become_init(fds, init_name.as_deref(), arg_tail),
+                Ok(0) => become_init(fds, init_name.as_deref(), arg_tail, &filter),
                 Ok(pid) => pid,
                 Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
             }
@@ -120,6 +119,7 @@ fn become_init(
     fds: Vec<std::os::fd::OwnedFd>,
     name: Option<&std::ffi::CStr>,
     arg_tail: Option<sys::ArgTail>,
+    filter: &[libc::sock_filter],
 ) -> ! {
     use std::os::fd::AsRawFd;
     if let Some(name) = name {
@@ -145,11 +145,11 @@ fn become_init(
         }
     }
     drop(high);
-    init_main()
+    init_main(filter)
 }
 
 /// Init before the spec: the job cgroup and the cgroup namespace, then [`init`].
-fn init_main() -> ! {
+fn init_main(filter: &[libc::sock_filter]) -> ! {
     let mut input = std::io::BufReader::new(sys::file_from_fd(SPEC_FD));
     // Line 1: the cgroup to join. A pre-spawned ("warm") init joins it at once and then waits
     // for the spec: the v1 cgroup migration (an RCU grace period) and the namespace creation are
@@ -173,7 +173,7 @@ fn init_main() -> ! {
     if let Err(e) = sys::unshare(libc::CLONE_NEWCGROUP) {
         fail(&format!("unshare cgroup namespace: {e}"));
     }
-    init(input, &sys::SigSet::forwardable())
+    init(input, &sys::SigSet::forwardable(), filter)
 }
 
 fn report(r: &HelperReport) {
@@ -196,13 +196,7 @@ type SpecInput = std::io::BufReader<fs::File>;
 /// PID 1 of the job. Never returns. No parent-death signal: the parent is whichever thread of
 /// the library started the zygote, and threads come and go; should the server die, a warm init
 /// sees the end of its spec pipe, and a running job ends by the wall-clock backstop.
-fn init(mut input: SpecInput, signals: &sys::SigSet) -> ! {
-    // Built while the helper waits for a job, off the job's critical path; installed by the
-    // target just before exec.
-    let filter = PREBUILT_FILTER
-        .get()
-        .cloned()
-        .unwrap_or_else(crate::seccomp::filter);
+fn init(mut input: SpecInput, signals: &sys::SigSet, filter: &[libc::sock_filter]) -> ! {
     let ready_ns = sys::monotonic_ns();
     let mut spec_raw = Vec::new();
     if let Err(e) = input.read_to_end(&mut spec_raw) {
@@ -242,7 +236,7 @@ fn init(mut input: SpecInput, signals: &sys::SigSet) -> ! {
     let exec = exec_args(&spec);
     let start = sys::monotonic_ns();
     // Init is single-threaded, and the target ends in execve or _exit.
-    let target = match sys::vfork_run(&mut || target(&spec, &filter, &exec)) {
+    let target = match sys::vfork_run(&mut || target(&spec, filter, &exec)) {
         Ok(p) => p,
         Err(e) => fail(&format!("start target: {e}")),
     };
