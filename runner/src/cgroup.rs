@@ -121,22 +121,15 @@ fn write(path: &Path, value: &str) -> Result<(), RunnerError> {
     fs::write(path, value).map_err(|e| cg_err(path, e))
 }
 
-/// A small control file, read without `fs::read_to_string`'s size probe (a `statx` per call):
-/// a stage reads several of these while it runs.
+/// A small control file. Read through `take`, which skips `File::read_to_string`'s size probe
+/// (a `statx` and an `lseek` per call): a stage reads several of these while it runs.
 fn read(path: &Path) -> io::Result<String> {
     use std::io::Read;
-    let mut f = fs::File::open(path)?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 512];
-    loop {
-        match f.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let mut text = String::new();
+    fs::File::open(path)?
+        .take(1 << 20)
+        .read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// A control file holding one number.
