@@ -370,6 +370,14 @@ struct PreparedJob {
     _uid: UidLease,
 }
 
+impl PreparedJob {
+    /// Hands the job's directory and uid to its janitor lane, after its stages' teardown.
+    fn retire(self) {
+        let janitor = self.janitor.clone();
+        janitor.submit(Task::Drop(Box::new(self)));
+    }
+}
+
 impl Runner {
     /// Checks privileges, finds the helper, detects cgroups and prepares the work directory.
     pub fn new(config: RunnerConfig) -> Result<Runner, RunnerError> {
@@ -604,7 +612,7 @@ impl Runner {
         p.close_stdin();
         let r = p.wait();
         let t3 = t0.elapsed();
-        job.janitor.clone().submit(Task::Drop(Box::new(job)));
+        job.retire();
         tracing::debug!(prepare = ?t1, spawned = ?t2, ended = ?t3, cleaned = ?t0.elapsed(), "run_command timings");
         Ok(r)
     }
@@ -663,10 +671,7 @@ impl Runner {
         p.write_stdin(&job.stdin);
         p.close_stdin();
         let run = p.wait();
-        prepared
-            .janitor
-            .clone()
-            .submit(Task::Drop(Box::new(prepared)));
+        prepared.retire();
         Ok(JobResult { compile, run })
     }
 
