@@ -845,7 +845,6 @@ fn signals_reach_the_program() {
     assert!(r.stdout.ends_with("got-term\n"), "{r:?}");
 }
 
-/// The parent pid of a host process.
 /// Running (not zombie) sandbox zygotes whose parent is `parent`, started from a binary whose
 /// path ends with `binary`.
 fn zygotes_of(parent: u32, binary: &str) -> Vec<u32> {
@@ -862,12 +861,17 @@ fn zygotes_of(parent: u32, binary: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The fields of `/proc/<pid>/stat` after `pid (comm) `, from the state on: comm may hold
+/// spaces, so they start after its closing parenthesis.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split(' ').map(str::to_owned).collect())
+}
+
 /// Whether `pid` exists and is not a zombie.
 fn alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.get(s.rfind(')').unwrap_or(0) + 2..)
-            .is_some_and(|r| !r.starts_with('Z'))
-    })
+    stat_fields(pid).is_some_and(|f| f[0] != "Z")
 }
 
 /// Helpers (each job's init) are forked by one zygote; when it dies, the next job gets a new
@@ -891,9 +895,8 @@ fn a_dead_zygote_is_replaced() {
     assert_eq!(r.stdout, "one\n", "{r:?}");
     let first = zygotes_of(me);
     assert_eq!(first.len(), 1, "{first:?}");
-    let target = i32::try_from(first[0]).unwrap();
     Command::new("kill")
-        .args(["-KILL", &target.to_string()])
+        .args(["-KILL", &first[0].to_string()])
         .status()
         .unwrap();
     let t = std::time::Instant::now();
@@ -916,11 +919,9 @@ fn a_dead_zygote_is_replaced() {
     );
 }
 
+/// The parent pid of a host process.
 fn ppid(pid: u32) -> u32 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // pid (comm) state ppid ...: comm may hold spaces, so split after its closing parenthesis.
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    after.split(' ').nth(1).unwrap().parse().unwrap()
+    stat_fields(pid).unwrap()[1].parse().unwrap()
 }
 
 /// A caller's SIGKILL goes straight to the job's init — our child (forked by the zygote with
