@@ -354,35 +354,27 @@ impl Server {
             .context("cannot find a free loopback port")?
             .port();
         let bind = format!("127.0.0.1:{port}");
-        let mut args: Vec<String> = vec![
-            "--bind".into(),
-            bind.clone(),
-            "--data-directory".into(),
-            data_dir.display().to_string(),
+        let settings = [
+            ("runner_uid_min", "63001".to_owned()),
+            ("runner_uid_max", "63100".into()),
+            ("runner_gid_min", "63001".into()),
+            ("runner_gid_max", "63100".into()),
+            ("runner_cgroup_name", "piston-bench".into()),
+            ("runner_work_directory", work.display().to_string()),
+            ("max_concurrent_jobs", "32".into()),
         ];
-        for set in [
-            "runner_uid_min=63001".to_owned(),
-            "runner_uid_max=63100".into(),
-            "runner_gid_min=63001".into(),
-            "runner_gid_max=63100".into(),
-            "runner_cgroup_name=piston-bench".into(),
-            format!("runner_work_directory={}", work.display()),
-            "max_concurrent_jobs=32".into(),
-        ] {
-            args.push("--set".into());
-            args.push(set);
-        }
-        let command_line = format!("{} {}", binary.display(), args.join(" "));
-        let mut command = Command::new(binary);
-        // Configured by the command line above alone (it is printed with the results).
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("PISTON_") || name == "PORT" || name == "RUST_LOG" {
-                command.env_remove(&*name);
-            }
-        }
+        // Configured by this command line alone (it is printed with the results).
+        let mut command = test_support::piston_command(binary, &bind, data_dir, &settings);
+        let command_line = format!(
+            "{} {}",
+            binary.display(),
+            command
+                .get_args()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         let child = command
-            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).context("cannot create the server log")?)
@@ -434,21 +426,11 @@ impl Server {
     }
 }
 
+/// SIGTERM, then up to 30 s for the graceful shutdown (SIGKILL after that).
 fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
-    let pid = rustix::process::Pid::from_child(child);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM)
-        .context("cannot send SIGTERM to the server")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if Instant::now() > deadline {
-            child.kill()?;
-            bail!("the server did not stop within 30 s of SIGTERM; killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    test_support::terminate(child, Duration::from_secs(30))
+        .context("cannot stop the server")?
+        .context("the server did not stop within 30 s of SIGTERM; killed")
 }
 
 impl Drop for Server {

@@ -1,10 +1,12 @@
 //! Helpers the tests of several crates share (`api`'s tests against the fake engine, the
 //! end-to-end tests in `tests/`, the runner's sandbox tests): a small blocking HTTP client for
-//! the API, a WebSocket client ([`ws`]) and lookups of host processes. Test code: it panics on
-//! anything unexpected.
+//! the API, a WebSocket client ([`ws`]), starting and stopping a `piston` server process and
+//! lookups of host processes. Test code: it panics on anything unexpected.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -138,4 +140,48 @@ pub fn host_processes_with(needle: &str) -> Vec<String> {
             line.contains(needle).then_some(line)
         })
         .collect()
+}
+
+/// A command that starts the `piston` server `binary` on `bind` with `data` as its data
+/// directory and `settings` as `--set NAME=VALUE` options — configured by these alone: the
+/// caller's `PISTON_*`, `PORT` and `RUST_LOG` are removed from its environment.
+pub fn piston_command(
+    binary: &Path,
+    bind: &str,
+    data: &Path,
+    settings: &[(&str, String)],
+) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .arg("--bind")
+        .arg(bind)
+        .arg("--data-directory")
+        .arg(data);
+    for (name, value) in settings {
+        command.arg("--set").arg(format!("{name}={value}"));
+    }
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("PISTON_") || name == "PORT" || name == "RUST_LOG" {
+            command.env_remove(&*name);
+        }
+    }
+    command
+}
+
+/// Stops a server as an operator would: SIGTERM, then waits up to `within` for it to exit.
+/// `Ok(None)` when it had not: it is then SIGKILLed and reaped.
+pub fn terminate(child: &mut Child, within: Duration) -> std::io::Result<Option<ExitStatus>> {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill()?;
+    child.wait()?;
+    Ok(None)
 }

@@ -28,7 +28,7 @@ use futures_util::StreamExt as _;
 use ppman::schema::{Index, IndexEntry};
 use serde_json::{Value, json};
 use test_support::ws::{self, Ws, send};
-use test_support::{Client, agent, json_of};
+use test_support::{Client, agent, json_of, piston_command, terminate};
 use tokio_tungstenite::tungstenite::Message;
 
 /// The packages behind the shared server: the subset CI builds.
@@ -127,21 +127,7 @@ impl Server {
         for _ in 0..3 {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let file = File::create(&log).expect("server log");
-            let mut command = Command::new(binary("piston"));
-            command
-                .arg("--bind")
-                .arg(addr.to_string())
-                .arg("--data-directory")
-                .arg(data);
-            for (name, value) in &options {
-                command.arg("--set").arg(format!("{name}={value}"));
-            }
-            for (name, _) in std::env::vars() {
-                if name.starts_with("PISTON_") || name == "PORT" || name == "RUST_LOG" {
-                    command.env_remove(name);
-                }
-            }
-            let mut child = command
+            let mut child = piston_command(&binary("piston"), &addr.to_string(), data, &options)
                 .stdin(Stdio::null())
                 .stdout(file.try_clone().expect("server log"))
                 .stderr(file)
@@ -228,14 +214,7 @@ impl std::ops::Deref for Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let until = Instant::now() + Duration::from_secs(30);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = terminate(&mut self.child, Duration::from_secs(30));
     }
 }
 
