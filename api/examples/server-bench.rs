@@ -165,7 +165,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let loaded = pid.map(Memory::of).transpose()?;
 
     print_latency(&latency, &python, args.n);
-    print_throughput(&throughput, args.n, latency.chroot_cost());
+    print_throughput(&throughput, args.n, latency.chroot_cost(), &bash);
     match (pid, idle, loaded) {
         (Some(pid), Some(idle), Some(loaded)) => {
             let first = if server.is_some() {
@@ -197,8 +197,8 @@ struct Runtime {
     package_dir: String,
     /// The runner's environment of a stage of this runtime, before the package's exports.
     stage_env: Vec<(String, String)>,
-    /// ... and with them (what the run script gets).
-    env: Vec<(String, String)>,
+    /// ... with them (what the run script gets), and the shell the run script is started with.
+    package: runner::PackageInfo,
 }
 
 impl Runtime {
@@ -237,16 +237,16 @@ impl Runtime {
             tree: package.tree,
             package_dir: package.package_dir,
             stage_env: runner::RunnerConfig::default().stage_env(language),
-            env: Vec::new(),
+            package: runner::PackageInfo::default(),
         };
-        runtime.env = runtime.package_env()?;
+        runtime.package = runtime.package_info()?;
         Ok(runtime)
     }
 
-    /// The stage environment the runner gives this package: the base with what its
-    /// `environment` exports, read the way the runner reads it.
-    fn package_env(&self) -> anyhow::Result<Vec<(String, String)>> {
-        let argv = runner::package_env_command(&self.package_dir);
+    /// What the runner reads from this package (its `environment`'s exports, its scripts'
+    /// shells), read the way the runner reads it.
+    fn package_info(&self) -> anyhow::Result<runner::PackageInfo> {
+        let argv = runner::package_info_command(&self.package_dir);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let out = self.chroot(&argv, &self.stage_env).output();
         let out = out.context("cannot read the package's environment")?;
@@ -255,7 +255,7 @@ impl Runtime {
             "reading the environment: {}",
             out.status
         );
-        Ok(runner::parse_package_env(&String::from_utf8_lossy(
+        Ok(runner::parse_package_info(&String::from_utf8_lossy(
             &out.stdout,
         )))
     }
@@ -302,12 +302,12 @@ impl Runtime {
     }
 
     /// The package's `run` script on `args` the way the runner starts a stage
-    /// (`/bin/bash <package_dir>/run ARGS` in the package's environment), without the sandbox.
+    /// (`<shell> <package_dir>/run ARGS` in the package's environment), without the sandbox.
     fn run_script(&self, args: &[&str], expected: &str) -> anyhow::Result<Duration> {
         let script = format!("{}/run", self.package_dir);
-        let mut argv = vec!["/bin/bash", &script];
+        let mut argv = vec![self.package.run_shell.path(), &script];
         argv.extend_from_slice(args);
-        self.timed(&argv, &self.env, expected)
+        self.timed(&argv, &self.package.env, expected)
     }
 }
 
@@ -956,7 +956,8 @@ fn print_latency(l: &Latency, python: &Runtime, n: usize) {
         ms(direct.mean)
     );
     println!(
-        "| direct through the package's run script (`bash {}/run` in the package's environment, no sandbox) | {} | {} | {} |",
+        "| direct through the package's run script (`{} {}/run` in the package's environment, no sandbox) | {} | {} | {} |",
+        python.package.run_shell.path(),
         python.package_dir,
         ms(script.p50),
         ms(script.p99),
@@ -1013,18 +1014,19 @@ fn print_latency(l: &Latency, python: &Runtime, n: usize) {
     );
 }
 
-fn print_throughput(rows: &[Throughput], n: usize, chroot_cost: Duration) {
+fn print_throughput(rows: &[Throughput], n: usize, chroot_cost: Duration, bash: &Runtime) {
     println!(
         "\n## Throughput: bash `echo hi`, {n} jobs per series and concurrency, the series \
          alternating in halves\n"
     );
     println!(
         "bare: `chroot <bash tree> /bin/bash -c 'echo hi'` (chroot(8) adds about {} per job, \
-         see above); bare via the run script: `bash <package>/run` in the package's environment \
+         see above); bare via the run script: `{} <package>/run` in the package's environment \
          (as the sandbox starts a stage, without the sandbox). CPU per job: busy time of every \
          CPU of the machine during the series (`/proc/stat`, 10 ms ticks) over the jobs done, \
          this bench's own client threads included\n",
-        ms(chroot_cost)
+        ms(chroot_cost),
+        bash.package.run_shell.path()
     );
     println!(
         "| concurrency | API jobs/s | bare jobs/s | API / bare | target ≥ 0.7× | bare via the run script jobs/s | CPU per job: API / bare / run script | errors |"

@@ -140,27 +140,71 @@ pub struct Runner {
     cgroups: Cgroups,
     pool: Option<Arc<Pool>>,
     janitor: Janitor,
-    envs: EnvCache,
+    infos: InfoCache,
 }
 
-/// A package's environment, evaluated once: what its `environment` file exports, as Piston keeps
-/// it in `.env` at install time. Keyed by everything that can change the result: the layers,
+/// A package's [`PackageInfo`], read once (Piston keeps the environment part in `.env` at install
+/// time). Keyed by everything that can change the result: the layers,
 /// the package directory, the language (exported while it is sourced) and the identity of the
-/// `environment` file in each layer.
+/// files [`PackageInfo`] is read from in each layer.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct EnvKey {
+struct InfoKey {
     layers: Vec<PathBuf>,
     package_dir: PathBuf,
     language: String,
-    /// (device, inode, mtime, size) of `environment` in each layer, if there.
+    /// (device, inode, mtime, size) of each of [`PACKAGE_INFO_FILES`] in each layer, if there.
     stamps: Vec<Option<(u64, u64, i64, u64)>>,
 }
-type PackageEnv = Arc<Vec<(String, String)>>;
-type EnvCache = Mutex<HashMap<EnvKey, PackageEnv>>;
+type CachedInfo = Arc<PackageInfo>;
+/// The files of a package that [`PackageInfo`] is read from.
+const PACKAGE_INFO_FILES: [&str; 3] = ["environment", "compile", "run"];
+type InfoCache = Mutex<HashMap<InfoKey, CachedInfo>>;
 
-/// Prints the exported variables after sourcing the package's environment (cwd = package dir),
-/// NUL-separated; bash alone, so it works in any tree.
-const ENV_SCRIPT: &str = r#"cd -- "$1" || exit 1
+/// What the runner reads from a package once, in a sandbox on its tree, and then caches: the
+/// variables its `environment` exports and the shell each stage script asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackageInfo {
+    pub env: Vec<(String, String)>,
+    pub compile_shell: StageShell,
+    pub run_shell: StageShell,
+}
+
+/// The shell that runs a stage script. Piston runs every script with bash; a script whose first
+/// line is `#!/bin/sh` says it needs no more than POSIX sh, and then gets `/bin/sh` (dash starts
+/// in a fraction of bash's time, and every job pays that start-up once more than a bare spawn).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StageShell {
+    #[default]
+    Bash,
+    Posix,
+}
+
+impl StageShell {
+    /// The shell a script with this first line runs under: only `#!/bin/sh` (or
+    /// `#!/usr/bin/env sh`, or `/usr/bin/sh`) chooses POSIX sh; anything else, or none, is bash.
+    pub fn of_first_line(line: &str) -> StageShell {
+        let Some(interpreter) = line.strip_prefix("#!") else {
+            return StageShell::Bash;
+        };
+        match interpreter.split_whitespace().collect::<Vec<_>>()[..] {
+            ["/bin/sh"] | ["/usr/bin/sh"] | ["/usr/bin/env", "sh"] => StageShell::Posix,
+            _ => StageShell::Bash,
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            StageShell::Bash => "/bin/bash",
+            StageShell::Posix => "/bin/sh",
+        }
+    }
+}
+
+/// Prints the first lines of `compile` and `run` (empty if there is none), then the exported
+/// variables after sourcing the package's environment (cwd = package dir), all NUL-separated;
+/// bash alone, so it works in any tree.
+const INFO_SCRIPT: &str = r#"cd -- "$1" || exit 1
+for s in compile run; do l=; if [ -f "$s" ]; then IFS= read -r l < "$s"; fi; printf '%s\0' "$l"; done
 if [ -f ./environment ]; then . ./environment; fi
 for n in $(compgen -e); do printf '%s=%s\0' "$n" "${!n}"; done"#;
 
@@ -168,25 +212,32 @@ for n in $(compgen -e); do printf '%s=%s\0' "$n" "${!n}"; done"#;
 const SHELL_VARS: [&str; 4] = ["PWD", "OLDPWD", "SHLVL", "_"];
 
 /// The command, run inside a runtime's tree with [`RunnerConfig::stage_env`], that prints what
-/// the package's `environment` exports; [`parse_package_env`] reads its output.
-pub fn package_env_command(package_dir: &str) -> Vec<String> {
+/// [`parse_package_info`] reads: the stage scripts' shells and what `environment` exports.
+pub fn package_info_command(package_dir: &str) -> Vec<String> {
     vec![
         "/bin/bash".into(),
         "-c".into(),
-        ENV_SCRIPT.into(),
+        INFO_SCRIPT.into(),
         "piston".into(),
         package_dir.into(),
     ]
 }
 
-/// The variables [`package_env_command`] printed, without the shell's own.
-pub fn parse_package_env(stdout: &str) -> Vec<(String, String)> {
-    stdout
-        .split('\0')
+/// What [`package_info_command`] printed, without the shell's own variables.
+pub fn parse_package_info(stdout: &str) -> PackageInfo {
+    let mut fields = stdout.split('\0');
+    let mut shell = || StageShell::of_first_line(fields.next().unwrap_or_default());
+    let (compile_shell, run_shell) = (shell(), shell());
+    let env = fields
         .filter_map(|kv| kv.split_once('='))
         .filter(|(k, _)| !k.is_empty() && !SHELL_VARS.contains(k))
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        .collect();
+    PackageInfo {
+        env,
+        compile_shell,
+        run_shell,
+    }
 }
 
 /// uids in use by jobs of this process (shared by every `Runner` in it), and a signal for when
@@ -426,7 +477,7 @@ impl Runner {
             cgroups,
             pool: Some(pool),
             janitor: Janitor::start()?,
-            envs: Mutex::default(),
+            infos: Mutex::default(),
         })
     }
 
@@ -484,44 +535,44 @@ impl Runner {
         })
     }
 
-    /// The environment of the job's stages: the base environment with what the package's
-    /// `environment` file exports, evaluated in a sandbox once per package and language and
-    /// then cached, as Piston does at install time. This keeps a shell out of every stage.
-    /// When the evaluation itself fails (the sandbox could not be set up on these layers, the
-    /// file cannot be read), its result is what the job gets.
-    fn package_env(&self, job: &JobSpec) -> Result<Result<PackageEnv, StageResult>, RunnerError> {
-        let rel = job
+    /// The package's [`PackageInfo`]: what its `environment` file exports (added to the base
+    /// environment of the job's stages) and its stage scripts' shells, read in a sandbox once
+    /// per package and language and then cached, as Piston does at install time. This keeps a
+    /// shell out of every stage. When reading fails (the sandbox could not be set up on these
+    /// layers, a file cannot be read), that result is what the job gets.
+    fn package_info(&self, job: &JobSpec) -> Result<Result<CachedInfo, StageResult>, RunnerError> {
+        let dir = job
             .package_dir
             .strip_prefix("/")
-            .unwrap_or(&job.package_dir)
-            .join("environment");
+            .unwrap_or(&job.package_dir);
         let stamps = job
             .layers
             .iter()
-            .map(|l| {
+            .flat_map(|l| PACKAGE_INFO_FILES.map(|f| l.join(dir).join(f)))
+            .map(|path| {
                 use std::os::unix::fs::MetadataExt;
-                fs::symlink_metadata(l.join(&rel))
+                fs::symlink_metadata(path)
                     .ok()
                     .map(|m| (m.dev(), m.ino(), m.mtime(), m.size()))
             })
             .collect();
-        let key = EnvKey {
+        let key = InfoKey {
             layers: job.layers.clone(),
             package_dir: job.package_dir.clone(),
             language: job.language.clone(),
             stamps,
         };
         let cached = self
-            .envs
+            .infos
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
             .cloned();
-        if let Some(env) = cached {
-            return Ok(Ok(env));
+        if let Some(info) = cached {
+            return Ok(Ok(info));
         }
         let spec = ProcessSpec {
-            argv: package_env_command(&job.package_dir.to_string_lossy()),
+            argv: package_info_command(&job.package_dir.to_string_lossy()),
             env: self.config.stage_env(&job.language),
             cwd: BOX_DIR.into(),
             limits: Limits {
@@ -533,31 +584,32 @@ impl Runner {
         };
         let r = self.run_command(&job.layers, &[], &spec, b"")?;
         if r.status.is_some() {
-            tracing::warn!(package = %job.package_dir.display(), status = ?r.status, message = ?r.message, stderr = %r.stderr, "package environment could not be read");
+            tracing::warn!(package = %job.package_dir.display(), status = ?r.status, message = ?r.message, stderr = %r.stderr, "package environment and scripts could not be read");
             return Ok(Err(r));
         }
-        let env = Arc::new(parse_package_env(&r.stdout));
-        let mut envs = self.envs.lock().unwrap_or_else(|e| e.into_inner());
+        let info = Arc::new(parse_package_info(&r.stdout));
+        let mut infos = self.infos.lock().unwrap_or_else(|e| e.into_inner());
         // An older evaluation of the same package and language (other layers after a reinstall,
         // a changed file) will not be asked for again: keep the cache at one entry per pair.
-        envs.retain(|k, _| k.package_dir != key.package_dir || k.language != key.language);
-        envs.insert(key, Arc::clone(&env));
-        Ok(Ok(env))
+        infos.retain(|k, _| k.package_dir != key.package_dir || k.language != key.language);
+        infos.insert(key, Arc::clone(&info));
+        Ok(Ok(info))
     }
 
-    /// A stage: `/bin/bash <package_dir>/<stage> ARGS...` in the job directory, in the package's
+    /// A stage: `<shell> <package_dir>/<stage> ARGS...` in the job directory, in the package's
     /// environment. compile gets the code files, run the first code file and the arguments.
     fn stage_spec(
         &self,
         job: &JobSpec,
-        env: &[(String, String)],
+        package: &PackageInfo,
         stage: Stage,
         limits: Limits,
     ) -> ProcessSpec {
         let pkg = job.package_dir.to_string_lossy().into_owned();
-        let (script, rest): (&str, Vec<String>) = match stage {
+        let (script, shell, rest): (&str, StageShell, Vec<String>) = match stage {
             Stage::Compile => (
                 "compile",
+                package.compile_shell,
                 job.files
                     .iter()
                     .filter(|f| f.code)
@@ -566,6 +618,7 @@ impl Runner {
             ),
             Stage::Run => (
                 "run",
+                package.run_shell,
                 job.files
                     .iter()
                     .find(|f| f.code)
@@ -576,13 +629,13 @@ impl Runner {
             ),
         };
         let mut argv = vec![
-            "/bin/bash".to_string(),
+            shell.path().to_string(),
             format!("{}/{script}", pkg.trim_end_matches('/')),
         ];
         argv.extend(rest);
         ProcessSpec {
             argv,
-            env: env.to_vec(),
+            env: package.env.clone(),
             cwd: BOX_DIR.into(),
             limits,
         }
@@ -635,8 +688,8 @@ impl Runner {
 
     /// Runs a whole job: compile (if any), then run unless the compile failed.
     pub fn run_job(&self, job: &JobSpec) -> Result<JobResult, RunnerError> {
-        let env = match self.package_env(job)? {
-            Ok(env) => env,
+        let package = match self.package_info(job)? {
+            Ok(info) => info,
             Err(failed) => {
                 return Ok(JobResult {
                     compile: job.compile.map(|_| failed.clone()),
@@ -647,7 +700,7 @@ impl Runner {
         let prepared = self.prepare(&job.layers, &job.files)?;
         let mut compile = None;
         if let Some(limits) = job.compile {
-            let spec = self.stage_spec(job, &env, Stage::Compile, limits);
+            let spec = self.stage_spec(job, &package, Stage::Compile, limits);
             // Torn down before the run stage mounts the same upper dir again.
             let mut p = Process::spawn(&prepared.place, self.pool(), &spec, false, None)?;
             p.close_stdin();
@@ -660,7 +713,7 @@ impl Runner {
             }
             compile = Some(r);
         }
-        let spec = self.stage_spec(job, &env, Stage::Run, job.run);
+        let spec = self.stage_spec(job, &package, Stage::Run, job.run);
         let mut p = Process::spawn(
             &prepared.place,
             self.pool(),
@@ -678,7 +731,7 @@ impl Runner {
     /// Starts a job in a background thread and returns a handle to talk to it. `job.stdin` is
     /// written to the run stage first; stdin stays open until [`JobHandle::close_stdin`].
     pub fn start_job(&self, job: JobSpec) -> Result<JobHandle, RunnerError> {
-        let env = self.package_env(&job)?.map_err(|r| {
+        let package = self.package_info(&job)?.map_err(|r| {
             RunnerError::InvalidJob(format!(
                 "the environment of {} could not be read: {}",
                 job.package_dir.display(),
@@ -691,13 +744,13 @@ impl Runner {
             .map(|l| {
                 (
                     Stage::Compile,
-                    self.stage_spec(&job, &env, Stage::Compile, l),
+                    self.stage_spec(&job, &package, Stage::Compile, l),
                 )
             })
             .into_iter()
             .chain(std::iter::once((
                 Stage::Run,
-                self.stage_spec(&job, &env, Stage::Run, job.run),
+                self.stage_spec(&job, &package, Stage::Run, job.run),
             )))
             .collect();
         let (ev_tx, ev_rx) = mpsc::channel();
@@ -1050,6 +1103,52 @@ mod tests {
         }
         let e = check_file_name("../x").unwrap_err().to_string();
         assert!(e.contains("leave the job directory"), "{e}");
+    }
+
+    #[test]
+    fn stage_shells_follow_the_first_line() {
+        for posix in [
+            "#!/bin/sh",
+            "#! /bin/sh ",
+            "#!/usr/bin/sh",
+            "#!/usr/bin/env sh",
+        ] {
+            assert_eq!(
+                StageShell::of_first_line(posix),
+                StageShell::Posix,
+                "{posix}"
+            );
+        }
+        for bash in [
+            "",
+            "#!/usr/bin/env bash",
+            "#!/bin/bash",
+            "#!/bin/sh -e",
+            "# /bin/sh",
+            "#!/bin/shell",
+            "echo #!/bin/sh",
+        ] {
+            assert_eq!(StageShell::of_first_line(bash), StageShell::Bash, "{bash}");
+        }
+        assert_eq!(StageShell::Posix.path(), "/bin/sh");
+        assert_eq!(StageShell::Bash.path(), "/bin/bash");
+    }
+
+    #[test]
+    fn package_info_is_read_from_the_scripts_output() {
+        let info = parse_package_info("#!/bin/sh\0#!/usr/bin/env bash\0A=1\0PWD=/x\0B=x=y\0");
+        assert_eq!(info.compile_shell, StageShell::Posix);
+        assert_eq!(info.run_shell, StageShell::Bash);
+        let env = [("A", "1"), ("B", "x=y")].map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(info.env, env);
+        // No compile script, no environment.
+        let info = parse_package_info("\0#!/bin/sh\0");
+        assert_eq!(
+            (info.compile_shell, info.run_shell),
+            (StageShell::Bash, StageShell::Posix)
+        );
+        assert!(info.env.is_empty());
+        assert_eq!(parse_package_info(""), PackageInfo::default());
     }
 
     #[test]

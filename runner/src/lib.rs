@@ -32,8 +32,8 @@ pub use cgroup::{CgroupConfig, CgroupVersion};
 pub use error::RunnerError;
 pub use helper::helper_main;
 pub use job::{
-    BOX_DIR, Event, JobFile, JobHandle, JobSpec, Program, Runner, RunnerConfig, Stage,
-    check_file_name, package_env_command, parse_package_env,
+    BOX_DIR, Event, JobFile, JobHandle, JobSpec, PackageInfo, Program, Runner, RunnerConfig, Stage,
+    StageShell, check_file_name, package_info_command, parse_package_info,
 };
 pub use process::{ProcessEvent, ProcessSpec, ResourceUsage, Stream};
 pub use types::{JobResult, KillReason, Limits, StageResult, Status, signal_name, signal_number};

@@ -263,6 +263,40 @@ fn package_environment_is_evaluated_once_and_follows_changes() {
     assert!(changed.starts_with("changed/unset/"), "{changed}");
 }
 
+/// Stage scripts run under bash, as in Piston, unless their first line is `#!/bin/sh`: then
+/// under /bin/sh. A changed first line is read again.
+#[test]
+fn stage_scripts_run_under_the_shell_their_first_line_names() {
+    let Some(e) = env() else { return };
+    let which = "readlink /proc/$$/exe\n";
+    let sh = format!("#!/bin/sh\n{which}");
+    let pkg = e
+        .layer
+        .package("shelltest", &[("compile", which), ("run", &sh)]);
+    let mut job = e.job("", limits());
+    job.package_dir = pkg.clone();
+    job.compile = Some(limits());
+    let shells = |job: &JobSpec| {
+        let r = e.runner.run_job(job).unwrap();
+        let compile = r.compile.unwrap();
+        let name = |out: &str| Path::new(out.trim()).file_name().map(|n| n.to_owned());
+        (name(&compile.stdout), name(&r.run.stdout))
+    };
+    let bash = Some("bash".into());
+    let dash = Some(
+        fs::canonicalize("/bin/sh")
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_owned(),
+    );
+    assert_eq!(shells(&job), (bash.clone(), dash.clone()));
+    let host = e.layer.path().join(pkg.strip_prefix("/").unwrap());
+    fs::write(host.join("compile"), &sh).unwrap();
+    fs::write(host.join("run"), format!("#!/usr/bin/env bash\n{which}")).unwrap();
+    assert_eq!(shells(&job), (dash, bash));
+}
+
 #[test]
 fn args_and_stdin() {
     let Some(e) = env() else { return };
