@@ -143,22 +143,23 @@ pub struct Runner {
     infos: InfoCache,
 }
 
-/// A package's [`PackageInfo`], read once (Piston keeps the environment part in `.env` at install
-/// time). Keyed by everything that can change the result: the layers,
-/// the package directory, the language (exported while it is sourced) and the identity of the
-/// files [`PackageInfo`] is read from in each layer.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct InfoKey {
+/// A package's [`PackageInfo`] for one language (exported while `environment` is sourced), read
+/// once (Piston keeps the environment part in `.env` at install time), with what else can change
+/// it: the layers and the identity of the files it is read from in each layer.
+#[derive(Debug)]
+struct InfoEntry {
     layers: Vec<PathBuf>,
-    package_dir: PathBuf,
-    language: String,
-    /// (device, inode, mtime, size) of each of [`PACKAGE_INFO_FILES`] in each layer, if there.
-    stamps: Vec<Option<(u64, u64, i64, u64)>>,
+    stamps: Vec<FileStamp>,
+    info: CachedInfo,
 }
+/// (device, inode, mtime, size) of one of [`PACKAGE_INFO_FILES`] in one layer, if there.
+type FileStamp = Option<(u64, u64, i64, u64)>;
 type CachedInfo = Arc<PackageInfo>;
 /// The files of a package that [`PackageInfo`] is read from.
 const PACKAGE_INFO_FILES: [&str; 3] = ["environment", "compile", "run"];
-type InfoCache = Mutex<HashMap<InfoKey, CachedInfo>>;
+/// Package directory → language → its entry. One entry per pair: a reading on other layers (after
+/// a reinstall) or of a changed file replaces the older one, which will not be asked for again.
+type InfoCache = Mutex<HashMap<PathBuf, HashMap<String, InfoEntry>>>;
 
 /// What the runner reads from a package once, in a sandbox on its tree, and then caches: the
 /// variables its `environment` exports and the shell each stage script asks for.
@@ -545,7 +546,7 @@ impl Runner {
             .package_dir
             .strip_prefix("/")
             .unwrap_or(&job.package_dir);
-        let stamps = job
+        let stamps: Vec<FileStamp> = job
             .layers
             .iter()
             .flat_map(|l| PACKAGE_INFO_FILES.map(|f| l.join(dir).join(f)))
@@ -556,18 +557,14 @@ impl Runner {
                     .map(|m| (m.dev(), m.ino(), m.mtime(), m.size()))
             })
             .collect();
-        let key = InfoKey {
-            layers: job.layers.clone(),
-            package_dir: job.package_dir.clone(),
-            language: job.language.clone(),
-            stamps,
-        };
         let cached = self
             .infos
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
+            .get(&job.package_dir)
+            .and_then(|languages| languages.get(&job.language))
+            .filter(|e| e.layers == job.layers && e.stamps == stamps)
+            .map(|e| Arc::clone(&e.info));
         if let Some(info) = cached {
             return Ok(Ok(info));
         }
@@ -588,11 +585,17 @@ impl Runner {
             return Ok(Err(r));
         }
         let info = Arc::new(parse_package_info(&r.stdout));
-        let mut infos = self.infos.lock().unwrap_or_else(|e| e.into_inner());
-        // An older evaluation of the same package and language (other layers after a reinstall,
-        // a changed file) will not be asked for again: keep the cache at one entry per pair.
-        infos.retain(|k, _| k.package_dir != key.package_dir || k.language != key.language);
-        infos.insert(key, Arc::clone(&info));
+        let entry = InfoEntry {
+            layers: job.layers.clone(),
+            stamps,
+            info: Arc::clone(&info),
+        };
+        self.infos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(job.package_dir.clone())
+            .or_default()
+            .insert(job.language.clone(), entry);
         Ok(Ok(info))
     }
 
