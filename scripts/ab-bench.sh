@@ -25,10 +25,8 @@ ROUNDS=${3:-3}
 AB=/var/tmp/piston-ab
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-if [ "$(id -u)" != 0 ]; then
-  echo "error: run as root (sandbox, mounts, cgroups)" >&2
-  exit 1
-fi
+. scripts/lib.sh
+require_root "sandbox, mounts, cgroups"
 if [ ! -d "$DATA/ppman" ]; then
   echo "error: $DATA is not a ppman data directory" >&2
   echo "hint: ppman --data-dir $DATA repo add … && ppman --data-dir $DATA sync && ppman --data-dir $DATA install python bash" >&2

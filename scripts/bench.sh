@@ -26,10 +26,8 @@ run() {
   "$@"
 }
 
-if [ "$(id -u)" != 0 ]; then
-  echo "error: run as root (sandbox, mounts, loop devices)" >&2
-  exit 1
-fi
+. scripts/lib.sh
+require_root "sandbox, mounts, loop devices"
 if [ ! -f "$REPO/index.json" ]; then
   echo "error: no built repository at $REPO (index.json missing)" >&2
   echo "hint: scripts/test.sh builds one, or set PISTON_BENCH_REPO to a repo-builder --out" >&2

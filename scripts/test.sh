@@ -4,6 +4,8 @@
 # Run as root: the sandbox, mounts and loop devices are real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
+require_root "the sandbox, mounts and loop devices are real"
 
 # The representative subset CI builds (the base and a few languages that cover interpreted,
 # compiled, dependent-layer and registry-sourced packages); `repo-builder build` with no names
@@ -12,8 +14,6 @@ CI_PACKAGES=${PISTON_CI_PACKAGES:-"bash python gcc node"}
 OUT=${PISTON_TEST_REPO_OUT:-/var/tmp/piston-test-repo}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export PISTON_TEST_REQUIRE_PRIVILEGED=${PISTON_TEST_REQUIRE_PRIVILEGED:-1}
-
-step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "host tools"
 scripts/install-deps.sh

@@ -5,13 +5,13 @@
 # is installed. Stop the server with: kill "$(cat out/piston.pid)".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
+require_root "it installs host packages, mounts images and runs the sandbox"
 
 PACKAGES=${PISTON_DEFAULT_PACKAGES:-"bash python gcc node"}
 DATA=${PISTON_DATA_DIRECTORY:-/var/lib/piston}
 BIND=${PISTON_BIND_ADDRESS:-127.0.0.1:2000}
 export PISTON_DATA_DIRECTORY=$DATA PISTON_BIND_ADDRESS=$BIND
-
-step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "host tools"
 scripts/install-deps.sh
