@@ -873,16 +873,6 @@ fn load_average() -> String {
 
 // ---- report ---------------------------------------------------------------------------------
 
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    let n = sorted.len();
-    if n == 0 {
-        return Duration::ZERO;
-    }
-    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-    sorted[rank - 1]
-}
-
 struct Summary {
     p50: Duration,
     p99: Duration,
@@ -894,8 +884,8 @@ fn summary(samples: &[Duration]) -> Summary {
     sorted.sort();
     let total: Duration = sorted.iter().sum();
     Summary {
-        p50: percentile(&sorted, 0.50),
-        p99: percentile(&sorted, 0.99),
+        p50: runner::bench::percentile(&sorted, 0.50),
+        p99: runner::bench::percentile(&sorted, 0.99),
         mean: total / sorted.len().max(1) as u32,
     }
 }

@@ -16,8 +16,19 @@ pub struct Stats {
     pub mean_us: u64,
     pub median_us: u64,
     pub p95_us: u64,
+    pub p99_us: u64,
     pub min_us: u64,
     pub max_us: u64,
+}
+
+/// Nearest-rank percentile (`q` in 0..=1) of sorted samples; zero for none.
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    let n = sorted.len();
+    if n == 0 {
+        return Duration::ZERO;
+    }
+    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+    sorted[rank - 1]
 }
 
 /// Summarises samples (sorted in place).
@@ -30,18 +41,19 @@ pub fn stats(samples: &mut [Duration]) -> Stats {
             mean_us: 0,
             median_us: 0,
             p95_us: 0,
+            p99_us: 0,
             min_us: 0,
             max_us: 0,
         };
     }
     let us = |d: Duration| d.as_micros() as u64;
     let sum: u64 = samples.iter().map(|d| us(*d)).sum();
-    let p95 = ((n as f64 * 0.95).ceil() as usize).clamp(1, n) - 1;
     Stats {
         n,
         mean_us: sum / n as u64,
-        median_us: us(samples[n / 2]),
-        p95_us: us(samples[p95]),
+        median_us: us(percentile(samples, 0.50)),
+        p95_us: us(percentile(samples, 0.95)),
+        p99_us: us(percentile(samples, 0.99)),
         min_us: us(samples[0]),
         max_us: us(samples[n - 1]),
     }
@@ -150,8 +162,25 @@ mod tests {
         let mut v: Vec<Duration> = (1..=100).rev().map(Duration::from_micros).collect();
         let s = stats(&mut v);
         assert_eq!(
-            (s.n, s.min_us, s.max_us, s.median_us, s.p95_us, s.mean_us),
-            (100, 1, 100, 51, 95, 50)
+            (
+                s.n,
+                s.min_us,
+                s.max_us,
+                s.median_us,
+                s.p95_us,
+                s.p99_us,
+                s.mean_us
+            ),
+            (100, 1, 100, 50, 95, 99, 50)
         );
+        assert_eq!(stats(&mut []).n, 0);
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<Duration> = (1..=3).map(Duration::from_millis).collect();
+        let p = |q| percentile(&v, q).as_millis();
+        assert_eq!((p(0.0), p(0.34), p(0.5), p(0.67), p(1.0)), (1, 2, 2, 3, 3));
+        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
     }
 }
