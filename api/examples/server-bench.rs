@@ -301,13 +301,20 @@ impl Runtime {
         self.timed(argv, &self.stage_env, expected)
     }
 
-    /// The package's `run` script on `args` the way the runner starts a stage
-    /// (`<shell> <package_dir>/run ARGS` in the package's environment), without the sandbox.
+    /// The package's `run` script on `args` the way the runner starts a stage (its argv, in
+    /// the package's environment), without the sandbox.
     fn run_script(&self, args: &[&str], expected: &str) -> anyhow::Result<Duration> {
-        let script = format!("{}/run", self.package_dir);
-        let mut argv = vec![self.package.run_shell.path(), &script];
-        argv.extend_from_slice(args);
+        let argv = self.run_argv(args);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         self.timed(&argv, &self.package.env, expected)
+    }
+
+    /// What the runner starts for the run stage on `args`: the shell on the `run` script, or the
+    /// program of a plain `exec` script.
+    fn run_argv(&self, args: &[&str]) -> Vec<String> {
+        let script = format!("{}/run", self.package_dir);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        self.package.run.argv(&script, &args)
     }
 }
 
@@ -946,9 +953,8 @@ fn print_latency(l: &Latency, python: &Runtime, n: usize) {
         ms(direct.mean)
     );
     println!(
-        "| direct through the package's run script (`{} {}/run` in the package's environment, no sandbox) | {} | {} | {} |",
-        python.package.run_shell.path(),
-        python.package_dir,
+        "| direct through the package's run script as the runner starts it (`{}` in the package's environment, no sandbox) | {} | {} | {} |",
+        python.run_argv(&["-c", "print(1)"]).join(" "),
         ms(script.p50),
         ms(script.p99),
         ms(script.mean)
@@ -1011,12 +1017,12 @@ fn print_throughput(rows: &[Throughput], n: usize, chroot_cost: Duration, bash: 
     );
     println!(
         "bare: `chroot <bash tree> /bin/bash -c 'echo hi'` (chroot(8) adds about {} per job, \
-         see above); bare via the run script: `{} <package>/run` in the package's environment \
-         (as the sandbox starts a stage, without the sandbox). CPU per job: busy time of every \
+         see above); bare via the run script: `{}` in the package's environment (what the \
+         runner starts for the run stage, without the sandbox). CPU per job: busy time of every \
          CPU of the machine during the series (`/proc/stat`, 10 ms ticks) over the jobs done, \
          this bench's own client threads included\n",
         ms(chroot_cost),
-        bash.package.run_shell.path()
+        bash.run_argv(&["-c", "echo hi"]).join(" ")
     );
     println!(
         "| concurrency | API jobs/s | bare jobs/s | API / bare | target ≥ 0.7× | bare via the run script jobs/s | CPU per job: API / bare / run script | errors |"

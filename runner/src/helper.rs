@@ -456,6 +456,21 @@ fn exec_args(spec: &SandboxSpec) -> ExecArgs {
         .map_err(|e| format!("argv: {e}"))
 }
 
+/// A program that cannot be started is the program's failure, not the sandbox's: as a shell (and
+/// `env`, `chroot`, …) does, say why on its stderr and exit with 127 when there is no such
+/// program, 126 when there is one that cannot be run. A stage whose script is exec'd without the
+/// shell fails as it did with it.
+fn exec_failed(program: &std::ffi::CStr, e: &io::Error) -> ! {
+    use std::io::Write as _;
+    let program = program.to_string_lossy();
+    let (code, why) = match e.raw_os_error() {
+        Some(libc::ENOENT) => (127, "not found".to_owned()),
+        _ => (126, e.to_string()),
+    };
+    let _ = writeln!(io::stderr(), "{program}: {why}");
+    sys::exit_now(code)
+}
+
 /// The target: drop everything, then exec. Never returns.
 fn target(spec: &SandboxSpec, filter: &[libc::sock_filter], exec: &ExecArgs) -> ! {
     let r = (|| -> Result<(), String> {
@@ -518,7 +533,7 @@ fn target(spec: &SandboxSpec, filter: &[libc::sock_filter], exec: &ExecArgs) -> 
         }
         let image = exec.as_ref().map_err(String::clone)?;
         let e = image.exec();
-        Err(format!("exec {}: {e}", spec.argv[0]))
+        exec_failed(image.program(), &e)
     })();
     if let Err(e) = r {
         report(&HelperReport::Error(e));

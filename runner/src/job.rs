@@ -15,6 +15,7 @@ use crate::cgroup::{CgroupConfig, CgroupVersion, Cgroups};
 use crate::error::RunnerError;
 use crate::pool::{Janitor, Pool, Task};
 use crate::process::{Process, ProcessEvent, ProcessSpec, ResourceUsage, SandboxPlace, Stream};
+use crate::script::{PACKAGE_INFO_FILES, PackageInfo, package_info_command, parse_package_info};
 use crate::sys;
 use crate::types::{JobResult, KillReason, Limits, StageResult};
 
@@ -152,94 +153,12 @@ struct InfoEntry {
     stamps: Vec<FileStamp>,
     info: CachedInfo,
 }
-/// (device, inode, mtime, size) of one of [`PACKAGE_INFO_FILES`] in one layer, if there.
-type FileStamp = Option<(u64, u64, i64, u64)>;
+/// (device, inode, mtime in s and ns, size) of one of [`PACKAGE_INFO_FILES`] in one layer, if there.
+type FileStamp = Option<(u64, u64, i64, i64, u64)>;
 type CachedInfo = Arc<PackageInfo>;
-/// The files of a package that [`PackageInfo`] is read from.
-const PACKAGE_INFO_FILES: [&str; 3] = ["environment", "compile", "run"];
 /// Package directory → language → its entry. One entry per pair: a reading on other layers (after
 /// a reinstall) or of a changed file replaces the older one, which will not be asked for again.
 type InfoCache = Mutex<HashMap<PathBuf, HashMap<String, InfoEntry>>>;
-
-/// What the runner reads from a package once, in a sandbox on its tree, and then caches: the
-/// variables its `environment` exports and the shell each stage script asks for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PackageInfo {
-    pub env: Vec<(String, String)>,
-    pub compile_shell: StageShell,
-    pub run_shell: StageShell,
-}
-
-/// The shell that runs a stage script. Piston runs every script with bash; a script whose first
-/// line is `#!/bin/sh` says it needs no more than POSIX sh, and then gets `/bin/sh` (dash starts
-/// in a fraction of bash's time, and every job pays that start-up once more than a bare spawn).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum StageShell {
-    #[default]
-    Bash,
-    Posix,
-}
-
-impl StageShell {
-    /// The shell a script with this first line runs under: only `#!/bin/sh` (or
-    /// `#!/usr/bin/env sh`, or `/usr/bin/sh`) chooses POSIX sh; anything else, or none, is bash.
-    pub fn of_first_line(line: &str) -> StageShell {
-        let Some(interpreter) = line.strip_prefix("#!") else {
-            return StageShell::Bash;
-        };
-        match interpreter.split_whitespace().collect::<Vec<_>>()[..] {
-            ["/bin/sh"] | ["/usr/bin/sh"] | ["/usr/bin/env", "sh"] => StageShell::Posix,
-            _ => StageShell::Bash,
-        }
-    }
-
-    pub fn path(self) -> &'static str {
-        match self {
-            StageShell::Bash => "/bin/bash",
-            StageShell::Posix => "/bin/sh",
-        }
-    }
-}
-
-/// Prints the first lines of `compile` and `run` (empty if there is none), then the exported
-/// variables after sourcing the package's environment (cwd = package dir), all NUL-separated;
-/// bash alone, so it works in any tree.
-const INFO_SCRIPT: &str = r#"cd -- "$1" || exit 1
-for s in compile run; do l=; if [ -f "$s" ]; then IFS= read -r l < "$s"; fi; printf '%s\0' "$l"; done
-if [ -f ./environment ]; then . ./environment; fi
-for n in $(compgen -e); do printf '%s=%s\0' "$n" "${!n}"; done"#;
-
-/// Variables of the shell itself, not of the package.
-const SHELL_VARS: [&str; 4] = ["PWD", "OLDPWD", "SHLVL", "_"];
-
-/// The command, run inside a runtime's tree with [`RunnerConfig::stage_env`], that prints what
-/// [`parse_package_info`] reads: the stage scripts' shells and what `environment` exports.
-pub fn package_info_command(package_dir: &str) -> Vec<String> {
-    vec![
-        "/bin/bash".into(),
-        "-c".into(),
-        INFO_SCRIPT.into(),
-        "piston".into(),
-        package_dir.into(),
-    ]
-}
-
-/// What [`package_info_command`] printed, without the shell's own variables.
-pub fn parse_package_info(stdout: &str) -> PackageInfo {
-    let mut fields = stdout.split('\0');
-    let mut shell = || StageShell::of_first_line(fields.next().unwrap_or_default());
-    let (compile_shell, run_shell) = (shell(), shell());
-    let env = fields
-        .filter_map(|kv| kv.split_once('='))
-        .filter(|(k, _)| !k.is_empty() && !SHELL_VARS.contains(k))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    PackageInfo {
-        env,
-        compile_shell,
-        run_shell,
-    }
-}
 
 /// uids in use by jobs of this process (shared by every `Runner` in it), and a signal for when
 /// one is released.
@@ -554,7 +473,7 @@ impl Runner {
                 use std::os::unix::fs::MetadataExt;
                 fs::symlink_metadata(path)
                     .ok()
-                    .map(|m| (m.dev(), m.ino(), m.mtime(), m.size()))
+                    .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()))
             })
             .collect();
         let cached = self
@@ -599,8 +518,9 @@ impl Runner {
         Ok(Ok(info))
     }
 
-    /// A stage: `<shell> <package_dir>/<stage> ARGS...` in the job directory, in the package's
-    /// environment. compile gets the code files, run the first code file and the arguments.
+    /// A stage: `<shell> <package_dir>/<stage> ARGS...` (or, for a plain `exec` script, the
+    /// program it execs: see [`crate::StageScript`]) in the job directory, in the package's environment.
+    /// compile gets the code files, run the first code file and the arguments.
     fn stage_spec(
         &self,
         job: &JobSpec,
@@ -608,11 +528,10 @@ impl Runner {
         stage: Stage,
         limits: Limits,
     ) -> ProcessSpec {
-        let pkg = job.package_dir.to_string_lossy().into_owned();
-        let (script, shell, rest): (&str, StageShell, Vec<String>) = match stage {
+        let (name, script, args): (&str, _, Vec<String>) = match stage {
             Stage::Compile => (
                 "compile",
-                package.compile_shell,
+                &package.compile,
                 job.files
                     .iter()
                     .filter(|f| f.code)
@@ -621,7 +540,7 @@ impl Runner {
             ),
             Stage::Run => (
                 "run",
-                package.run_shell,
+                &package.run,
                 job.files
                     .iter()
                     .find(|f| f.code)
@@ -631,14 +550,17 @@ impl Runner {
                     .collect(),
             ),
         };
-        let mut argv = vec![
-            shell.path().to_string(),
-            format!("{}/{script}", pkg.trim_end_matches('/')),
-        ];
-        argv.extend(rest);
+        let pkg = job.package_dir.to_string_lossy();
+        let path = format!("{}/{name}", pkg.trim_end_matches('/'));
+        let mut env = package.env.clone();
+        if script.skips_shell(&args) {
+            // What the shell would have exported on its way to the program.
+            env.retain(|(k, _)| k != "PWD");
+            env.push(("PWD".into(), BOX_DIR.into()));
+        }
         ProcessSpec {
-            argv,
-            env: package.env.clone(),
+            argv: script.argv(&path, &args),
+            env,
             cwd: BOX_DIR.into(),
             limits,
         }
@@ -1106,52 +1028,6 @@ mod tests {
         }
         let e = check_file_name("../x").unwrap_err().to_string();
         assert!(e.contains("leave the job directory"), "{e}");
-    }
-
-    #[test]
-    fn stage_shells_follow_the_first_line() {
-        for posix in [
-            "#!/bin/sh",
-            "#! /bin/sh ",
-            "#!/usr/bin/sh",
-            "#!/usr/bin/env sh",
-        ] {
-            assert_eq!(
-                StageShell::of_first_line(posix),
-                StageShell::Posix,
-                "{posix}"
-            );
-        }
-        for bash in [
-            "",
-            "#!/usr/bin/env bash",
-            "#!/bin/bash",
-            "#!/bin/sh -e",
-            "# /bin/sh",
-            "#!/bin/shell",
-            "echo #!/bin/sh",
-        ] {
-            assert_eq!(StageShell::of_first_line(bash), StageShell::Bash, "{bash}");
-        }
-        assert_eq!(StageShell::Posix.path(), "/bin/sh");
-        assert_eq!(StageShell::Bash.path(), "/bin/bash");
-    }
-
-    #[test]
-    fn package_info_is_read_from_the_scripts_output() {
-        let info = parse_package_info("#!/bin/sh\0#!/usr/bin/env bash\0A=1\0PWD=/x\0B=x=y\0");
-        assert_eq!(info.compile_shell, StageShell::Posix);
-        assert_eq!(info.run_shell, StageShell::Bash);
-        let env = [("A", "1"), ("B", "x=y")].map(|(k, v)| (k.to_string(), v.to_string()));
-        assert_eq!(info.env, env);
-        // No compile script, no environment.
-        let info = parse_package_info("\0#!/bin/sh\0");
-        assert_eq!(
-            (info.compile_shell, info.run_shell),
-            (StageShell::Bash, StageShell::Posix)
-        );
-        assert!(info.env.is_empty());
-        assert_eq!(parse_package_info(""), PackageInfo::default());
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod helper;
 mod job;
 mod pool;
 pub mod process;
+mod script;
 pub mod seccomp;
 mod spec;
 mod sys;
@@ -32,8 +33,9 @@ pub use cgroup::{CgroupConfig, CgroupVersion};
 pub use error::RunnerError;
 pub use helper::helper_main;
 pub use job::{
-    BOX_DIR, Event, JobFile, JobHandle, JobSpec, PackageInfo, Program, Runner, RunnerConfig, Stage,
-    StageShell, check_file_name, package_info_command, parse_package_info,
+    BOX_DIR, Event, JobFile, JobHandle, JobSpec, Program, Runner, RunnerConfig, Stage,
+    check_file_name,
 };
 pub use process::{ProcessEvent, ProcessSpec, ResourceUsage, Stream};
+pub use script::{PackageInfo, StageScript, StageShell, package_info_command, parse_package_info};
 pub use types::{JobResult, KillReason, Limits, StageResult, Status, signal_name, signal_number};

@@ -543,21 +543,29 @@ impl SigSet {
     }
 }
 
-/// A program to exec, with its NULL-terminated pointer arrays built ahead of time, so that
-/// [`ExecImage::exec`] allocates nothing (see [`vfork_run`]).
+/// A program to exec, with its NULL-terminated pointer arrays and the paths to try built ahead of
+/// time, so that [`ExecImage::exec`] allocates nothing (see [`vfork_run`]).
 pub(crate) struct ExecImage {
     argv: Vec<CString>,
     env: Vec<CString>,
     argv_p: Vec<*mut libc::c_char>,
     env_p: Vec<*mut libc::c_char>,
+    /// Where the program may be, in order: `argv[0]` itself if it has a `/`, else each `PATH`
+    /// entry joined with it.
+    paths: Vec<CString>,
 }
 
+/// `execvp`'s search path when the environment has no `PATH`.
+const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
+
 impl ExecImage {
-    /// `argv[0]` is the path. Refuses an empty argv.
+    /// `argv[0]` is the program: a path if it contains a `/`, else a name looked up in the `PATH`
+    /// of `env` as `execvp` does (an empty entry is the working directory). Refuses an empty argv.
     pub fn new(argv: Vec<CString>, env: Vec<CString>) -> io::Result<ExecImage> {
-        if argv.is_empty() {
+        let Some(program) = argv.first() else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty argv"));
-        }
+        };
+        let paths = search_paths(program.as_bytes(), &env);
         // The pointers stay valid: a CString's bytes do not move when the CString does.
         let (argv_p, env_p) = (cstr_ptrs(&argv), cstr_ptrs(&env));
         Ok(ExecImage {
@@ -565,24 +573,63 @@ impl ExecImage {
             env,
             argv_p,
             env_p,
+            paths,
         })
     }
 
-    /// Replaces this process with the program; returns only on failure.
+    pub fn program(&self) -> &CStr {
+        &self.argv[0]
+    }
+
+    /// Replaces this process with the program; returns only on failure, with `execvp`'s error:
+    /// a path that exists but cannot be run (`EACCES`) wins over the ones that do not exist, and
+    /// an error other than those ends the search.
     pub fn exec(&self) -> io::Error {
         debug_assert_eq!(self.argv_p.len(), self.argv.len() + 1);
         debug_assert_eq!(self.env_p.len(), self.env.len() + 1);
-        // SAFETY: NULL-terminated arrays of pointers into `self.argv`/`self.env`, which live
-        // across the call.
-        unsafe {
-            libc::execve(
-                self.argv[0].as_ptr(),
-                self.argv_p.as_ptr().cast(),
-                self.env_p.as_ptr().cast(),
-            );
+        let mut error = io::Error::from_raw_os_error(libc::ENOENT);
+        let mut denied = false;
+        for path in &self.paths {
+            // SAFETY: NULL-terminated arrays of pointers into `self.argv`/`self.env`, which live
+            // across the call; `path` is a C string.
+            unsafe {
+                libc::execve(
+                    path.as_ptr(),
+                    self.argv_p.as_ptr().cast(),
+                    self.env_p.as_ptr().cast(),
+                );
+            }
+            error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::EACCES) => denied = true,
+                Some(libc::ENOENT | libc::ENOTDIR) => {}
+                _ => return error,
+            }
         }
-        io::Error::last_os_error()
+        if denied {
+            io::Error::from_raw_os_error(libc::EACCES)
+        } else {
+            error
+        }
     }
+}
+
+/// The paths [`ExecImage::exec`] tries for `program`.
+fn search_paths(program: &[u8], env: &[CString]) -> Vec<CString> {
+    let whole = |bytes: &[u8]| CString::new(bytes).expect("no NUL: the bytes come from C strings");
+    if program.contains(&b'/') || program.is_empty() {
+        return vec![whole(program)];
+    }
+    let path = env
+        .iter()
+        .find_map(|kv| kv.as_bytes().strip_prefix(b"PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    path.split(|&b| b == b':')
+        .map(|dir| match dir {
+            b"" => whole(program),
+            dir => whole(&[dir, b"/", program].concat()),
+        })
+        .collect()
 }
 
 /// Installs a classic BPF seccomp filter (requires no_new_privs or CAP_SYS_ADMIN).
@@ -930,6 +977,25 @@ impl ArgTail {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+
+    #[test]
+    fn programs_are_looked_up_like_execvp() {
+        let c = |s: &str| CString::new(s).unwrap();
+        let paths = |program: &str, env: &[&str]| {
+            let env: Vec<CString> = env.iter().map(|s| c(s)).collect();
+            search_paths(program.as_bytes(), &env)
+                .into_iter()
+                .map(|p| p.into_string().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(paths("./a.out", &["PATH=/x"]), ["./a.out"]);
+        assert_eq!(paths("/usr/bin/env", &[]), ["/usr/bin/env"]);
+        assert_eq!(
+            paths("python3", &["A=PATH=/no", "PATH=/p/bin::/usr/bin"]),
+            ["/p/bin/python3", "python3", "/usr/bin/python3"]
+        );
+        assert_eq!(paths("sh", &[]), ["/bin/sh", "/usr/bin/sh"]);
+    }
 
     /// The zygote's request path: fds sent with SCM_RIGHTS arrive as new, close-on-exec fds
     /// for the same open files, with the payload; end of stream reads as (0, []).

@@ -297,6 +297,78 @@ fn stage_scripts_run_under_the_shell_their_first_line_names() {
     assert_eq!(shells(&job), (dash, bash));
 }
 
+/// A `#!/bin/sh` script that only execs a program is not run: the runner starts the program with
+/// the argv the shell would have built (`shift`, `"$1"`, `"$@"`, a name looked up in `PATH`), and
+/// with `PWD`, which the shell exports. A missing program fails as under the shell: 127 and a
+/// message on stderr. Shown with a `/bin/sh` in a layer on top that fails every job it runs.
+#[test]
+fn plain_exec_scripts_start_the_program_directly() {
+    let Some(e) = env() else { return };
+    let no_shell = TmpfsLayer::new();
+    let bin = no_shell.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    fs::write(
+        bin.join("sh"),
+        "#!/usr/bin/bash\necho the shell ran >&2; exit 99\n",
+    )
+    .unwrap();
+    fs::set_permissions(bin.join("sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/bash", bin.join("bash")).unwrap();
+
+    let show = "echo \"$(tr '\\0' ' ' < /proc/$$/cmdline)| ppid $PPID | $PWD\"\n";
+    let pkg = e.layer.package(
+        "exectest",
+        &[
+            ("compile", "#!/bin/sh\n# compile\nexec bash \"$1\"\n"),
+            ("run", "#!/bin/sh\nshift\nexec bash -c \"$1\" \"$@\"\n"),
+        ],
+    );
+    let mut job = e.job(show, limits());
+    job.layers.insert(0, no_shell.path().to_owned());
+    job.package_dir = pkg.clone();
+    job.compile = Some(limits());
+    job.args = vec![show.into(), "b c".into()];
+    let r = e.runner.run_job(&job).unwrap();
+    // compile: bash "$1" with $1 = main.sh; run: bash -c "$1" "$@" after the shift.
+    let compile = r.compile.unwrap();
+    assert_eq!(
+        compile.stdout, "bash main.sh | ppid 1 | /box\n",
+        "{compile:?}"
+    );
+    let run = r.run;
+    assert_eq!(
+        run.stdout,
+        format!("bash -c {show} {show} b c | ppid 1 | /box\n"),
+        "{run:?}"
+    );
+
+    let host = e.layer.path().join(pkg.strip_prefix("/").unwrap());
+    let mut run_script = |text: &str| {
+        fs::write(host.join("run"), text).unwrap();
+        job.compile = None;
+        e.runner.run_job(&job).unwrap().run
+    };
+    // Anything more than an exec goes through the shell (here the failing one).
+    let r = run_script("#!/bin/sh\nexec bash \"$@\" </dev/null\n");
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (Some(99), "the shell ran\n"),
+        "{r:?}"
+    );
+    let r = run_script("#!/bin/sh\nexec no-such-program \"$@\"\n");
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (Some(127), "no-such-program: not found\n"),
+        "{r:?}"
+    );
+    let r = run_script("#!/bin/sh\nexec ./main.sh\n");
+    assert_eq!(r.code, Some(126), "{r:?}");
+    assert!(
+        r.stderr.starts_with("./main.sh: Permission denied"),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn args_and_stdin() {
     let Some(e) = env() else { return };
