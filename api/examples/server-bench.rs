@@ -897,6 +897,22 @@ fn summary(samples: &[Duration]) -> Summary {
     }
 }
 
+/// `argv` as one would type it in a shell (single quotes where a word needs them).
+fn shell_words(argv: &[String]) -> String {
+    let plain = |w: &str| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-+=:,./@%".contains(&b))
+    };
+    argv.iter()
+        .map(|w| match plain(w) {
+            true => w.clone(),
+            false => format!("'{}'", w.replace('\'', r"'\''")),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -954,7 +970,7 @@ fn print_latency(l: &Latency, python: &Runtime, n: usize) {
     );
     println!(
         "| direct through the package's run script as the runner starts it (`{}` in the package's environment, no sandbox) | {} | {} | {} |",
-        python.run_argv(&["-c", "print(1)"]).join(" "),
+        shell_words(&python.run_argv(&["-c", "print(1)"])),
         ms(script.p50),
         ms(script.p99),
         ms(script.mean)
@@ -1022,7 +1038,7 @@ fn print_throughput(rows: &[Throughput], n: usize, chroot_cost: Duration, bash: 
          CPU of the machine during the series (`/proc/stat`, 10 ms ticks) over the jobs done, \
          this bench's own client threads included\n",
         ms(chroot_cost),
-        bash.run_argv(&["-c", "echo hi"]).join(" ")
+        shell_words(&bash.run_argv(&["-c", "echo hi"]))
     );
     println!(
         "| concurrency | API jobs/s | bare jobs/s | API / bare | target ≥ 0.7× | bare via the run script jobs/s | CPU per job: API / bare / run script | errors |"
