@@ -1,6 +1,7 @@
 //! What the API server costs on top of running the program: latency of a Python `print(1)`
 //! through `/api/v2/execute` next to the same installed Python run directly, throughput of a bash
-//! `echo hi` through the API next to bare spawns of it at the same concurrency, and the server's
+//! `echo hi` through the API next to bare spawns of it and to the same job through the runner
+//! library in this process (the sandbox without HTTP) at the same concurrency, and the server's
 //! memory. Needs root, and a ppman data directory where python and bash are installed.
 //!
 //! ```sh
@@ -154,18 +155,20 @@ fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let latency = latency(&client, &python, args.n)?;
+    let direct = DirectRunner::start()?;
     let throughput = args
         .concurrency
         .iter()
-        .map(|&c| throughput(&client, &bash, c, args.n))
+        .map(|&c| throughput(&client, &direct, &bash, c, args.n))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    drop(direct);
 
     // Memory after the load, once the background teardown of the last jobs is over.
     std::thread::sleep(Duration::from_secs(2));
     let loaded = pid.map(Memory::of).transpose()?;
 
     print_latency(&latency, &python, args.n);
-    print_throughput(&throughput, args.n, latency.chroot_cost(), &bash);
+    print_throughput(&throughput, args.n, latency.chroot_cost());
     match (pid, idle, loaded) {
         (Some(pid), Some(idle), Some(loaded)) => {
             let first = if server.is_some() {
@@ -193,6 +196,8 @@ struct Runtime {
     version: String,
     /// The whole stack's read-only tree (what the sandbox gets as its root).
     tree: PathBuf,
+    /// The read-only layers of the stack, top-most first (what the API gives the runner).
+    layers: Vec<PathBuf>,
     /// `/piston/packages/<name>/<version>` inside the tree.
     package_dir: String,
     /// The runner's environment of a stage of this runtime, before the package's exports.
@@ -235,6 +240,7 @@ impl Runtime {
             language: language.to_owned(),
             version: package.entry.version.to_string(),
             tree: package.tree,
+            layers: package.layers,
             package_dir: package.package_dir,
             stage_env: runner::RunnerConfig::default().stage_env(language),
             package: runner::PackageInfo::default(),
@@ -307,6 +313,25 @@ impl Runtime {
         let argv = self.run_argv(args);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         self.timed(&argv, &self.package.env, expected)
+    }
+
+    /// `code` as a `main` file of this runtime, a job as the API hands it to the runner (Piston's
+    /// default limits).
+    fn job(&self, name: &str, code: &str) -> runner::JobSpec {
+        runner::JobSpec {
+            layers: self.layers.clone(),
+            package_dir: PathBuf::from(&self.package_dir),
+            language: self.language.clone(),
+            files: vec![runner::JobFile {
+                name: name.into(),
+                content: code.as_bytes().to_vec(),
+                code: true,
+            }],
+            args: Vec::new(),
+            stdin: Vec::new(),
+            compile: None,
+            run: runner::Limits::piston_run(),
+        }
     }
 
     /// What the runner starts for the run stage on `args`: the shell on the `run` script, or the
@@ -651,8 +676,8 @@ struct Throughput {
     concurrency: usize,
     api: Rate,
     bare: Rate,
-    /// Bare, but through the package's run script as the sandbox runs it.
-    run_script: Rate,
+    /// The same job through the runner library in this process: the sandbox without HTTP.
+    sandbox: Rate,
 }
 
 /// Jobs done in a time, and the CPU the whole machine spent meanwhile.
@@ -751,10 +776,38 @@ fn busy_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// Bash `echo hi` through the API, bare, and bare through the run script, `jobs` each, in
-/// alternating halves.
+/// The runner library in this process, for the sandbox-only series: its own uids, cgroup and
+/// work directory, apart from the server's. Its jobs are torn down when it is dropped, before
+/// the directory.
+struct DirectRunner {
+    runner: runner::Runner,
+    _dir: tempfile::TempDir,
+}
+
+impl DirectRunner {
+    fn start() -> anyhow::Result<DirectRunner> {
+        let dir = tempfile::Builder::new()
+            .prefix("piston-bench-direct-")
+            .tempdir()
+            .context("cannot create a work directory for the runner")?;
+        let mut config = runner::RunnerConfig {
+            uid_min: 62001,
+            uid_max: 62100,
+            gid_min: 62001,
+            work_dir: dir.path().join("work"),
+            ..runner::RunnerConfig::default()
+        };
+        config.cgroup.name = "piston-bench-direct".into();
+        let runner = runner::Runner::new(config).context("cannot start the runner")?;
+        Ok(DirectRunner { runner, _dir: dir })
+    }
+}
+
+/// Bash `echo hi` through the API, bare, and through the runner library (no HTTP), `jobs` each,
+/// in alternating halves.
 fn throughput(
     client: &Client,
+    direct: &DirectRunner,
     bash: &Runtime,
     concurrency: usize,
     jobs: usize,
@@ -762,11 +815,16 @@ fn throughput(
     ensure!(concurrency > 0, "a concurrency level must be at least 1");
     let api = || client.execute(bash, "main.sh", "echo hi", "hi\n").map(drop);
     let bare = || bash.run(&["/bin/bash", "-c", "echo hi"], "hi\n").map(drop);
-    let run_script = || bash.run_script(&["-c", "echo hi"], "hi\n").map(drop);
+    let job = bash.job("main.sh", "echo hi");
+    let sandbox = || {
+        let r = direct.runner.run_job(&job)?.run;
+        ensure!(r.status.is_none() && r.stdout == "hi\n", "runner: {r:?}");
+        Ok(())
+    };
     for work in [
         &api as &(dyn Fn() -> anyhow::Result<()> + Sync),
         &bare,
-        &run_script,
+        &sandbox,
     ] {
         load(concurrency, WARMUP.max(concurrency), work);
     }
@@ -774,7 +832,7 @@ fn throughput(
         concurrency,
         api: Rate::default(),
         bare: Rate::default(),
-        run_script: Rate::default(),
+        sandbox: Rate::default(),
     };
     let first_half = jobs / 2;
     for half in [first_half, jobs - first_half] {
@@ -782,7 +840,7 @@ fn throughput(
             continue;
         }
         t.bare.add(load(concurrency, half, &bare));
-        t.run_script.add(load(concurrency, half, &run_script));
+        t.sandbox.add(load(concurrency, half, &sandbox));
         t.api.add(load(concurrency, half, &api));
     }
     Ok(t)
@@ -1026,30 +1084,29 @@ fn print_latency(l: &Latency, python: &Runtime, n: usize) {
     );
 }
 
-fn print_throughput(rows: &[Throughput], n: usize, chroot_cost: Duration, bash: &Runtime) {
+fn print_throughput(rows: &[Throughput], n: usize, chroot_cost: Duration) {
     println!(
         "\n## Throughput: bash `echo hi`, {n} jobs per series and concurrency, the series \
          alternating in halves\n"
     );
     println!(
         "bare: `chroot <bash tree> /bin/bash -c 'echo hi'` (chroot(8) adds about {} per job, \
-         see above); bare via the run script: `{}` in the package's environment (what the \
-         runner starts for the run stage, without the sandbox). CPU per job: busy time of every \
+         see above); sandbox only: the job the API would run, through the runner library in \
+         this process (`Runner::run_job`, no HTTP, no server). CPU per job: busy time of every \
          CPU of the machine during the series (`/proc/stat`, 10 ms ticks) over the jobs done, \
          this bench's own client threads included\n",
         ms(chroot_cost),
-        shell_words(&bash.run_argv(&["-c", "echo hi"]))
     );
     println!(
-        "| concurrency | API jobs/s | bare jobs/s | API / bare | target ≥ 0.7× | bare via the run script jobs/s | CPU per job: API / bare / run script | errors |"
+        "| concurrency | API jobs/s | bare jobs/s | API / bare | target ≥ 0.7× | sandbox only jobs/s | sandbox only / bare | CPU per job: API / bare / sandbox only | errors |"
     );
-    println!("|---:|---:|---:|---:|---|---:|---:|---|");
+    println!("|---:|---:|---:|---:|---|---:|---:|---:|---|");
     for t in rows {
         let r = ratio(t.api.per_second(), t.bare.per_second());
         let errors: Vec<String> = [
             ("API", &t.api),
             ("bare", &t.bare),
-            ("run script", &t.run_script),
+            ("sandbox only", &t.sandbox),
         ]
         .iter()
         .filter_map(|(name, rate)| {
@@ -1063,15 +1120,16 @@ fn print_throughput(rows: &[Throughput], n: usize, chroot_cost: Duration, bash: 
             errors.join("; ")
         };
         println!(
-            "| {} | {:.1} | {:.1} | {r:.2}× | {} | {:.1} | {} / {} / {} | {errors} |",
+            "| {} | {:.1} | {:.1} | {r:.2}× | {} | {:.1} | {:.2}× | {} / {} / {} | {errors} |",
             t.concurrency,
             t.api.per_second(),
             t.bare.per_second(),
             verdict(r >= 0.7),
-            t.run_script.per_second(),
+            t.sandbox.per_second(),
+            ratio(t.sandbox.per_second(), t.bare.per_second()),
             ms(t.api.cpu_per_job()),
             ms(t.bare.cpu_per_job()),
-            ms(t.run_script.cpu_per_job()),
+            ms(t.sandbox.cpu_per_job()),
         );
     }
 }
