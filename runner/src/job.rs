@@ -519,8 +519,8 @@ impl Runner {
     }
 
     /// A stage: `<shell> <package_dir>/<stage> ARGS...` (or, for a plain `exec` script, the
-    /// program it execs: see [`crate::StageScript`]) in the job directory, in the package's environment.
-    /// compile gets the code files, run the first code file and the arguments.
+    /// program it execs: see [`crate::StageScript`]) in the job directory, in the package's
+    /// environment. compile gets the code files, run the first code file and the arguments.
     fn stage_spec(
         &self,
         job: &JobSpec,

@@ -19,7 +19,8 @@ const MAX_EXEC_SCRIPT: usize = 4096;
 /// What the runner reads from a package once, in a sandbox on its tree, and then caches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PackageInfo {
-    /// What `environment` exports (sourced in the package directory with `PISTON_LANGUAGE` set).
+    /// The stages' environment: every variable exported after `environment` was sourced (in the
+    /// package directory) on top of [`crate::RunnerConfig::stage_env`], the shell's own left out.
     pub env: Vec<(String, String)>,
     pub compile: StageScript,
     pub run: StageScript,
