@@ -312,11 +312,14 @@ impl Runtime {
     fn run_script(&self, args: &[&str], expected: &str) -> anyhow::Result<Duration> {
         let argv = self.run_argv(args);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        self.timed(&argv, &self.package.env, expected)
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        // chroot(8) leaves the working directory at `/`.
+        let env = self.package.run.env(&self.package.env, &args, "/");
+        self.timed(&argv, &env, expected)
     }
 
-    /// `code` as a `main` file of this runtime, a job as the API hands it to the runner (Piston's
-    /// default limits).
+    /// `code` as the code file `name` of this runtime: a job as the API hands it to the runner
+    /// (Piston's default limits).
     fn job(&self, name: &str, code: &str) -> runner::JobSpec {
         runner::JobSpec {
             layers: self.layers.clone(),

@@ -552,15 +552,9 @@ impl Runner {
         };
         let pkg = job.package_dir.to_string_lossy();
         let path = format!("{}/{name}", pkg.trim_end_matches('/'));
-        let mut env = package.env.clone();
-        if script.skips_shell(&args) {
-            // What the shell would have exported on its way to the program.
-            env.retain(|(k, _)| k != "PWD");
-            env.push(("PWD".into(), BOX_DIR.into()));
-        }
         ProcessSpec {
             argv: script.argv(&path, &args),
-            env,
+            env: script.env(&package.env, &args, BOX_DIR),
             cwd: BOX_DIR.into(),
             limits,
         }

@@ -91,23 +91,43 @@ impl StageScript {
         StageScript { shell, exec }
     }
 
+    /// The plain `exec` that replaces the shell on `args`, if any: the shell's `shift` with no
+    /// argument is an error, which is left to the shell to report.
+    fn exec_for(&self, args: &[String]) -> Option<&ExecScript> {
+        self.exec.as_ref().filter(|e| args.len() >= e.shift)
+    }
+
     /// The argv that runs the script at `path` (inside the sandbox) on `args`: the program
-    /// itself for a plain `exec`, else the shell on the script. The shell's `shift` with no
-    /// argument is an error, which the shell reports.
+    /// itself for a plain `exec`, else the shell on the script.
     pub fn argv(&self, path: &str, args: &[String]) -> Vec<String> {
-        match &self.exec {
-            Some(exec) if args.len() >= exec.shift => exec.argv(&args[exec.shift..]),
-            _ => [self.shell.path().to_owned(), path.to_owned()]
+        match self.exec_for(args) {
+            Some(exec) => exec.argv(&args[exec.shift..]),
+            None => [self.shell.path().to_owned(), path.to_owned()]
                 .into_iter()
                 .chain(args.iter().cloned())
                 .collect(),
         }
     }
 
-    /// Whether [`StageScript::argv`] on `args` skips the shell. The program then gets `PWD`, which
-    /// the shell would have exported.
+    /// Whether [`StageScript::argv`] on `args` skips the shell.
     pub fn skips_shell(&self, args: &[String]) -> bool {
-        self.exec.as_ref().is_some_and(|e| args.len() >= e.shift)
+        self.exec_for(args).is_some()
+    }
+
+    /// The environment the started program gets on `args` in the directory `cwd`: `env`, and
+    /// when the shell is skipped `PWD=cwd`, which the shell would have exported on its way.
+    pub fn env(
+        &self,
+        env: &[(String, String)],
+        args: &[String],
+        cwd: &str,
+    ) -> Vec<(String, String)> {
+        let mut env = env.to_vec();
+        if self.skips_shell(args) {
+            env.retain(|(k, _)| k != "PWD");
+            env.push(("PWD".into(), cwd.into()));
+        }
+        env
     }
 }
 
