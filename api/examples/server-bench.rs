@@ -960,13 +960,8 @@ fn summary(samples: &[Duration]) -> Summary {
 
 /// `argv` as one would type it in a shell (single quotes where a word needs them).
 fn shell_words(argv: &[String]) -> String {
-    let plain = |w: &str| {
-        !w.is_empty()
-            && w.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-+=:,./@%".contains(&b))
-    };
     argv.iter()
-        .map(|w| match plain(w) {
+        .map(|w| match runner::is_plain_shell_word(w) {
             true => w.clone(),
             false => format!("'{}'", w.replace('\'', r"'\''")),
         })

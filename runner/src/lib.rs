@@ -37,5 +37,8 @@ pub use job::{
     check_file_name,
 };
 pub use process::{ProcessEvent, ProcessSpec, ResourceUsage, Stream};
-pub use script::{PackageInfo, StageScript, StageShell, package_info_command, parse_package_info};
+pub use script::{
+    PackageInfo, StageScript, StageShell, is_plain_shell_word, package_info_command,
+    parse_package_info,
+};
 pub use types::{JobResult, KillReason, Limits, StageResult, Status, signal_name, signal_number};

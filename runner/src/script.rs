@@ -181,19 +181,22 @@ impl ExecScript {
     }
 }
 
+/// Whether the shell passes `word` through unchanged (no quoting, expansion or splitting can
+/// touch it): letters, digits and `_ - + = : , . / @ %` only.
+pub fn is_plain_shell_word(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-+=:,./@%".contains(&b))
+}
+
 impl ExecWord {
     /// A word the shell would pass through unchanged, or one of the two argument expansions.
     fn parse(word: &str) -> Option<ExecWord> {
-        const PLAIN: &[u8] = b"_-+=:,./@%";
         match word {
             "\"$@\"" => Some(ExecWord::AllArgs),
             "\"$1\"" => Some(ExecWord::FirstArg),
-            _ if word
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || PLAIN.contains(&b)) =>
-            {
-                Some(ExecWord::Literal(word.to_owned()))
-            }
+            _ if is_plain_shell_word(word) => Some(ExecWord::Literal(word.to_owned())),
             _ => None,
         }
     }
