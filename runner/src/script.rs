@@ -3,8 +3,8 @@
 //! is a plain `exec` the runner can do itself.
 //!
 //! Piston starts every stage as `bash <script> ARGS`. A script whose first line is `#!/bin/sh`
-//! asks for no more than POSIX sh and gets `/bin/sh` (dash starts in a fraction of bash's time).
-//! Such a script that does nothing but `exec` a program with literal words and the arguments —
+//! asks for no more than POSIX sh and gets `/bin/sh` (dash starts faster: BENCHMARKS.md,
+//! "Stage scripts"). Such a script that does nothing but `exec` a program with literal words and the arguments —
 //! most `run` scripts: `exec python3 "$@"`, `shift` then `exec ./a.out "$@"` — is not run at all:
 //! the runner execs the program itself with the argv the shell would have built, so a job starts
 //! one program instead of two. Anything else in the script (a variable, a quote, a redirection, a
@@ -202,11 +202,13 @@ impl ExecWord {
     }
 }
 
-/// Prints `compile` and `run` (empty if there is none; at most one character more than
-/// [`MAX_EXEC_SCRIPT`]), then the exported variables after sourcing the package's environment
-/// (cwd = package dir), all NUL-separated; bash builtins alone, so it works in any tree.
+/// Prints `compile` and `run` (empty if there is none; at most `$2` characters, one more than
+/// [`MAX_EXEC_SCRIPT`], so a longer script is seen to be longer), then the exported variables
+/// after sourcing the package's environment (cwd = package dir), all NUL-separated; bash builtins
+/// alone, so it works in any tree.
 const INFO_SCRIPT: &str = r#"cd -- "$1" || exit 1
-for s in compile run; do t=; if [ -f "$s" ]; then IFS= read -r -d '' -n 4097 t < "$s"; fi; printf '%s\0' "$t"; done
+limit=$2; set -- "$1"
+for s in compile run; do t=; if [ -f "$s" ]; then IFS= read -r -d '' -n "$limit" t < "$s"; fi; printf '%s\0' "$t"; done
 if [ -f ./environment ]; then . ./environment; fi
 for n in $(compgen -e); do printf '%s=%s\0' "$n" "${!n}"; done"#;
 
@@ -222,6 +224,7 @@ pub fn package_info_command(package_dir: &str) -> Vec<String> {
         INFO_SCRIPT.into(),
         "piston".into(),
         package_dir.into(),
+        (MAX_EXEC_SCRIPT + 1).to_string(),
     ]
 }
 
