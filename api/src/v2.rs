@@ -170,8 +170,6 @@ async fn list_packages(State(state): State<AppState>) -> Result<Response, ApiErr
     Ok(json_response(StatusCode::OK, &list))
 }
 
-/// `{language, version}` of the package routes, with the selector parsed. An unparsable selector
-/// matches nothing, so it gets the "does not exist" answer, as in Piston.
 /// The `language` and `version` of a package request's JSON body, and the version as a
 /// selector; a version that is no selector is an unknown package (404), as in Piston.
 async fn package_request(

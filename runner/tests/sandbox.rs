@@ -174,15 +174,20 @@ impl Env {
             cwd: "/box".into(),
             limits,
         };
+        self.start_expecting(&spec, b"ready")
+    }
+
+    /// Starts `spec` as a live program and checks that its first line is `first`.
+    fn start_expecting(&self, spec: &ProcessSpec, first: &[u8]) -> runner::Program {
         let mut p = self
             .runner
-            .start_command(&self.layers(), &[], &spec)
+            .start_command(&self.layers(), &[], spec)
             .unwrap();
         assert_eq!(
             p.read_line(100, Duration::from_secs(10))
                 .unwrap()
                 .as_deref(),
-            Some(&b"ready"[..])
+            Some(first)
         );
         p
     }
@@ -840,16 +845,7 @@ fn program_handle_peek_and_read_line() {
     // The exit event consumed by read_line, close() still returns the result.
     let mut spec_echo = spec.clone();
     spec_echo.argv = vec!["/bin/echo".into(), "once".into()];
-    let mut p = e
-        .runner
-        .start_command(&e.layers(), &[], &spec_echo)
-        .unwrap();
-    assert_eq!(
-        p.read_line(100, Duration::from_secs(10))
-            .unwrap()
-            .as_deref(),
-        Some(&b"once"[..])
-    );
+    let mut p = e.start_expecting(&spec_echo, b"once");
     assert_eq!(p.read_line(100, Duration::from_secs(10)).unwrap(), None);
     let r = p.close(Duration::from_secs(10));
     assert_eq!((r.code, r.stdout.as_str()), (Some(0), "once\n"));
