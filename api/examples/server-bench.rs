@@ -69,7 +69,7 @@ struct Args {
 const WARMUP: usize = 5;
 /// The environment of a spawn that is not a stage of a package (`/bin/true`, chroot(8)).
 fn base_env() -> Vec<(String, String)> {
-    runner::RunnerConfig::default().stage_env("")
+    jobs::JobsConfig::default().stage_env("")
 }
 
 fn main() -> std::process::ExitCode {
@@ -203,7 +203,7 @@ struct Runtime {
     /// The runner's environment of a stage of this runtime, before the package's exports.
     stage_env: Vec<(String, String)>,
     /// ... with them (what the run script gets), and the shell the run script is started with.
-    package: runner::PackageInfo,
+    package: jobs::PackageInfo,
 }
 
 impl Runtime {
@@ -242,8 +242,8 @@ impl Runtime {
             tree: package.tree,
             layers: package.layers,
             package_dir: package.package_dir,
-            stage_env: runner::RunnerConfig::default().stage_env(language),
-            package: runner::PackageInfo::default(),
+            stage_env: jobs::JobsConfig::default().stage_env(language),
+            package: jobs::PackageInfo::default(),
         };
         runtime.package = runtime.package_info()?;
         Ok(runtime)
@@ -251,8 +251,8 @@ impl Runtime {
 
     /// What the runner reads from this package (its `environment`'s exports, its scripts'
     /// shells), read the way the runner reads it.
-    fn package_info(&self) -> anyhow::Result<runner::PackageInfo> {
-        let argv = runner::package_info_command(&self.package_dir);
+    fn package_info(&self) -> anyhow::Result<jobs::PackageInfo> {
+        let argv = jobs::package_info_command(&self.package_dir);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let out = self.chroot(&argv, &self.stage_env).output();
         let out = out.context("cannot read the package's environment")?;
@@ -261,7 +261,7 @@ impl Runtime {
             "reading the environment: {}",
             out.status
         );
-        Ok(runner::parse_package_info(&String::from_utf8_lossy(
+        Ok(jobs::parse_package_info(&String::from_utf8_lossy(
             &out.stdout,
         )))
     }
@@ -320,12 +320,12 @@ impl Runtime {
 
     /// `code` as the code file `name` of this runtime: a job as the API hands it to the runner
     /// (Piston's default limits).
-    fn job(&self, name: &str, code: &str) -> runner::JobSpec {
-        runner::JobSpec {
+    fn job(&self, name: &str, code: &str) -> jobs::JobSpec {
+        jobs::JobSpec {
             layers: self.layers.clone(),
             package_dir: PathBuf::from(&self.package_dir),
             language: self.language.clone(),
-            files: vec![runner::JobFile {
+            files: vec![jobs::JobFile {
                 name: name.into(),
                 content: code.as_bytes().to_vec(),
                 code: true,
@@ -783,7 +783,7 @@ fn busy_cpu() -> Duration {
 /// work directory, apart from the server's. Its jobs are torn down when it is dropped, before
 /// the directory.
 struct DirectRunner {
-    runner: runner::Runner,
+    jobs: jobs::Jobs,
     _dir: tempfile::TempDir,
 }
 
@@ -802,7 +802,10 @@ impl DirectRunner {
         };
         config.cgroup.name = "piston-bench-direct".into();
         let runner = runner::Runner::new(config).context("cannot start the runner")?;
-        Ok(DirectRunner { runner, _dir: dir })
+        Ok(DirectRunner {
+            jobs: jobs::Jobs::new(runner, jobs::JobsConfig::default()),
+            _dir: dir,
+        })
     }
 }
 
@@ -820,7 +823,7 @@ fn throughput(
     let bare = || bash.run(&["/bin/bash", "-c", "echo hi"], "hi\n").map(drop);
     let job = bash.job("main.sh", "echo hi");
     let sandbox = || {
-        let r = direct.runner.run_job(&job)?.run;
+        let r = direct.jobs.run(&job)?.run;
         ensure!(r.status.is_none() && r.stdout == "hi\n", "runner: {r:?}");
         Ok(())
     };
@@ -961,7 +964,7 @@ fn summary(samples: &[Duration]) -> Summary {
 /// `argv` as one would type it in a shell (single quotes where a word needs them).
 fn shell_words(argv: &[String]) -> String {
     argv.iter()
-        .map(|w| match runner::is_plain_shell_word(w) {
+        .map(|w| match jobs::is_plain_shell_word(w) {
             true => w.clone(),
             false => format!("'{}'", w.replace('\'', r"'\''")),
         })
@@ -1090,7 +1093,7 @@ fn print_throughput(rows: &[Throughput], n: usize, chroot_cost: Duration) {
     println!(
         "bare: `chroot <bash tree> /bin/bash -c 'echo hi'` (chroot(8) adds about {} per job, \
          see above); sandbox only: the job the API would run, through the runner library in \
-         this process (`Runner::run_job`, no HTTP, no server). CPU per job: busy time of every \
+         this process (`Jobs::run`, no HTTP, no server). CPU per job: busy time of every \
          CPU of the machine during the series (`/proc/stat`, 10 ms ticks) over the jobs done, \
          this bench's own client threads included\n",
         ms(chroot_cost),

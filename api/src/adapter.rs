@@ -1,15 +1,16 @@
-//! The real [`Engine`]: `ppman` for packages and mounted trees, `runner` for sandboxed jobs.
+//! The real [`Engine`]: `ppman` for packages and mounted trees, the job layer (`jobs`) for
+//! runtimes and jobs on the `runner`'s sandbox.
 //!
-//! Runtimes are computed from ppman's installed packages at start-up (after reconciling the
-//! mounts) and again after every install or uninstall through the API. Packages installed with the
-//! `ppman` command line while the server runs appear after the next install/uninstall or restart.
+//! Runtimes are read from ppman's installed packages at start-up (after reconciling the mounts),
+//! after every install or uninstall through the API, and whenever ppman's state file changed
+//! (a `ppman install` next to the running server).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ppman::manager::{InstalledPackage, PackageManager};
+use ppman::manager::PackageManager;
 use ppman::{Selector, schema::IndexEntry};
 
 use crate::config::Config;
@@ -30,8 +31,8 @@ pub enum AdapterError {
     },
     #[error("cannot reconcile the package mounts")]
     Reconcile(#[source] ppman::Error),
-    #[error("cannot list the installed packages")]
-    Installed(#[source] ppman::Error),
+    #[error("cannot read the installed runtimes")]
+    Installed(#[source] jobs::JobError),
     #[error("cannot set up the sandbox runner")]
     Runner(#[source] runner::RunnerError),
 }
@@ -61,14 +62,11 @@ pub fn build(config: &Config) -> Result<Arc<dyn Engine>, AdapterError> {
         .name
         .clone_from(&config.runner_cgroup_name);
     let runner = runner::Runner::new(runner_config).map_err(AdapterError::Runner)?;
-    let engine = RealEngine {
-        pm,
-        runner,
-        installed: RwLock::new(Vec::new()),
-        seen: Mutex::new(None),
-    };
-    engine.refresh().map_err(AdapterError::Installed)?;
-    Ok(Arc::new(engine))
+    let runtimes = jobs::Runtimes::new(Arc::new(pm)).map_err(AdapterError::Installed)?;
+    Ok(Arc::new(RealEngine {
+        runtimes,
+        jobs: jobs::Jobs::new(runner, jobs::JobsConfig::default()),
+    }))
 }
 
 /// Piston's `PISTON_REPO_URL`: registers the repository as `default` when ppman has none, and
@@ -102,56 +100,9 @@ fn register_default_repo(pm: &PackageManager, url: &str, key: Option<&str>) {
 }
 
 struct RealEngine {
-    pm: PackageManager,
-    runner: runner::Runner,
-    installed: RwLock<Vec<(Runtime, Arc<InstalledPackage>)>>,
-    /// Identity of the ppman state file the list was read from: the `ppman` command may install
-    /// or uninstall while the server runs, and every change replaces the file (a new inode).
-    seen: Mutex<Option<StateStamp>>,
-}
-
-/// What tells one version of the state file from another: it is replaced by rename, so its inode
-/// changes with every commit (mtime and size guard against inode reuse).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct StateStamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-}
-
-impl StateStamp {
-    fn of(path: &std::path::Path) -> Option<Self> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(path).ok()?;
-        Some(Self {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        })
-    }
-}
-
-fn runtimes_of(package: &Arc<InstalledPackage>) -> Vec<(Runtime, Arc<InstalledPackage>)> {
-    let entry = &package.entry;
-    entry
-        .provides
-        .iter()
-        .map(|provide| {
-            let mut limits: BTreeMap<String, i64> = entry.limit_overrides.clone();
-            limits.extend(provide.limit_overrides.clone());
-            let runtime = Runtime {
-                language: provide.language.clone(),
-                version: entry.version.clone(),
-                aliases: provide.aliases.clone(),
-                package: entry.name.clone(),
-                compiled: entry.compiled,
-                limit_overrides: limits,
-            };
-            (runtime, Arc::clone(package))
-        })
-        .collect()
+    /// The installed runtimes, and the package manager they come from.
+    runtimes: jobs::Runtimes,
+    jobs: jobs::Jobs,
 }
 
 fn repo_arg(repo: &str) -> Option<&str> {
@@ -207,10 +158,10 @@ fn stage(result: runner::StageResult) -> StageOutcome {
     }
 }
 
-fn stage_name(stage: runner::Stage) -> StageName {
+fn stage_name(stage: jobs::Stage) -> StageName {
     match stage {
-        runner::Stage::Compile => StageName::Compile,
-        runner::Stage::Run => StageName::Run,
+        jobs::Stage::Compile => StageName::Compile,
+        jobs::Stage::Run => StageName::Run,
     }
 }
 
@@ -234,80 +185,41 @@ fn summary(repo: &str, entry: &IndexEntry, installed: bool) -> PackageSummary {
 }
 
 impl RealEngine {
-    fn refresh(&self) -> Result<(), ppman::Error> {
-        let stamp = StateStamp::of(&self.pm.state_path());
-        let installed = self.pm.installed()?;
-        let runtimes = installed
-            .into_iter()
-            .map(Arc::new)
-            .flat_map(|p| runtimes_of(&p))
-            .collect();
-        *self.installed.write().unwrap_or_else(|e| e.into_inner()) = runtimes;
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
-        Ok(())
+    fn pm(&self) -> &PackageManager {
+        self.runtimes.package_manager()
     }
 
-    /// Re-reads the installed runtimes when the state file changed since they were read (a
-    /// `ppman install` next to the running server): one `stat` per request otherwise.
-    fn refresh_if_changed(&self) {
-        let now = StateStamp::of(&self.pm.state_path());
-        if *self.seen.lock().unwrap_or_else(|e| e.into_inner()) == now {
-            return;
-        }
-        if let Err(e) = self.refresh() {
-            tracing::warn!(error = %e, "cannot re-read the installed packages");
-        }
+    fn refresh(&self) -> Result<(), EngineError> {
+        self.runtimes
+            .refresh()
+            .map_err(|e| EngineError::internal("cannot list the installed packages", e))
     }
 
-    fn spec(&self, job: JobRequest) -> Result<runner::JobSpec, EngineError> {
-        self.refresh_if_changed();
-        let installed = self.installed.read().unwrap_or_else(|e| e.into_inner());
-        let package = installed
-            .iter()
-            .find(|(rt, _)| rt.package == job.runtime.package && rt.version == job.runtime.version)
-            .map(|(_, p)| Arc::clone(p))
-            .ok_or_else(|| {
-                EngineError::message(format!(
-                    "{}-{} is no longer installed",
-                    job.runtime.package, job.runtime.version
-                ))
-            })?;
-        // Code files first: the run script receives the first code file.
-        let mut files = job.files;
-        files.sort_by_key(|f| !f.code);
-        Ok(runner::JobSpec {
-            layers: package.layers.clone(),
-            package_dir: PathBuf::from(&package.package_dir),
-            language: job.runtime.language,
-            files: files
-                .into_iter()
-                .map(|f| runner::JobFile {
-                    name: f.name,
-                    content: f.content,
-                    code: f.code,
-                })
-                .collect(),
+    fn spec(&self, job: JobRequest) -> Result<jobs::JobSpec, EngineError> {
+        let input = jobs::JobInput {
+            files: job.files,
             args: job.args,
             stdin: job.stdin,
             compile: job.compile,
             run: job.run,
-        })
+        };
+        self.runtimes
+            .job(&job.runtime, input)
+            .map_err(|e| EngineError::message(e.to_string()))
     }
 }
 
 impl Engine for RealEngine {
     fn runtimes(&self) -> Vec<Runtime> {
-        self.refresh_if_changed();
-        let installed = self.installed.read().unwrap_or_else(|e| e.into_inner());
-        installed.iter().map(|(rt, _)| rt.clone()).collect()
+        self.runtimes.list()
     }
 
     fn execute(&self, job: JobRequest) -> Result<JobOutcome, EngineError> {
         let spec = self.spec(job)?;
         let result = self
-            .runner
-            .run_job(&spec)
-            .map_err(|e| EngineError::internal("the sandbox failed", e))?;
+            .jobs
+            .run(&spec)
+            .map_err(|e| EngineError::internal("the job failed", e))?;
         Ok(JobOutcome {
             compile: result.compile.map(stage),
             run: Some(stage(result.run)),
@@ -317,9 +229,9 @@ impl Engine for RealEngine {
     fn start(&self, job: JobRequest) -> Result<Box<dyn InteractiveJob>, EngineError> {
         let spec = self.spec(job)?;
         let handle = self
-            .runner
-            .start_job(spec)
-            .map_err(|e| EngineError::internal("the sandbox failed", e))?;
+            .jobs
+            .start(spec)
+            .map_err(|e| EngineError::internal("the job failed", e))?;
         Ok(Box::new(RealJob {
             handle: Mutex::new(handle),
         }))
@@ -327,7 +239,7 @@ impl Engine for RealEngine {
 
     fn repositories(&self) -> Result<Vec<RepoInfo>, EngineError> {
         let repos = self
-            .pm
+            .pm()
             .repos()
             .map_err(|e| EngineError::internal("cannot list repositories", e))?;
         Ok(repos
@@ -345,12 +257,12 @@ impl Engine for RealEngine {
     fn packages(&self, repo: &str, sync: bool) -> Result<Vec<PackageSummary>, EngineError> {
         let any = Selector::any();
         if sync {
-            self.pm
+            self.pm()
                 .sync(repo_arg(repo))
                 .map_err(|e| map_error(e, repo, &any))?;
         }
         let available = self
-            .pm
+            .pm()
             .available(repo_arg(repo))
             .map_err(|e| map_error(e, repo, &any))?;
         Ok(available
@@ -366,7 +278,7 @@ impl Engine for RealEngine {
         selector: &Selector,
     ) -> Result<PackageDetail, EngineError> {
         let info = self
-            .pm
+            .pm()
             .info(name, selector, repo_arg(repo))
             .map_err(|e| map_error(e, name, selector))?;
         let e = info.entry;
@@ -408,7 +320,7 @@ impl Engine for RealEngine {
         selector: &Selector,
     ) -> Result<InstallReport, EngineError> {
         let info = self
-            .pm
+            .pm()
             .info(name, selector, repo_arg(repo))
             .map_err(|e| map_error(e, name, selector))?;
         if info.installed {
@@ -418,11 +330,10 @@ impl Engine for RealEngine {
             });
         }
         let outcome = self
-            .pm
+            .pm()
             .install_many(&[(name.to_owned(), selector.clone())], repo_arg(repo))
             .map_err(|e| map_error(e, name, selector))?;
-        self.refresh()
-            .map_err(|e| EngineError::internal("cannot list the installed packages", e))?;
+        self.refresh()?;
         let root = outcome
             .roots
             .first()
@@ -444,11 +355,11 @@ impl Engine for RealEngine {
         selector: &Selector,
         cascade: bool,
     ) -> Result<UninstallReport, EngineError> {
-        let outcome = self.pm.uninstall(name, selector, cascade).map_err(|e| {
+        let outcome = self.pm().uninstall(name, selector, cascade).map_err(|e| {
             // Piston looks the package up in the index first: a package no repository has
             // "does not exist" (404) rather than being "not installed".
             if matches!(e, ppman::Error::NotInstalled { .. })
-                && let Err(info) = self.pm.info(name, selector, None)
+                && let Err(info) = self.pm().info(name, selector, None)
             {
                 let unknown = map_error(info, name, selector);
                 if matches!(unknown, EngineError::UnknownPackage { .. }) {
@@ -457,8 +368,7 @@ impl Engine for RealEngine {
             }
             map_error(e, name, selector)
         })?;
-        self.refresh()
-            .map_err(|e| EngineError::internal("cannot list the installed packages", e))?;
+        self.refresh()?;
         Ok(UninstallReport {
             package: package_ref(&outcome.package.repo, &outcome.package.id),
             removed: outcome
@@ -470,18 +380,20 @@ impl Engine for RealEngine {
     }
 
     fn purge_cache(&self, name: &str, selector: &Selector) -> Result<u64, EngineError> {
-        // No job cache exists yet: check the package is known and report nothing purged.
-        self.pm
+        // A package no repository has is still a 404; any other answers that there is no cache.
+        self.pm()
             .info(name, selector, None)
             .map_err(|e| map_error(e, name, selector))?;
-        Ok(0)
+        Err(EngineError::Unsupported(
+            "this server has no job cache yet: there is nothing to purge".to_owned(),
+        ))
     }
 }
 
 /// An interactive runner job. The runner's handle needs `&mut` to write, so it sits behind a
 /// mutex; event waits are cut into short slices so writes and signals are not held up.
 struct RealJob {
-    handle: Mutex<runner::JobHandle>,
+    handle: Mutex<jobs::JobHandle>,
 }
 
 impl InteractiveJob for RealJob {
@@ -513,89 +425,19 @@ impl InteractiveJob for RealJob {
             handle.next_event(slice)
         };
         Ok(event.map(|event| match event {
-            runner::Event::Stage(s) => JobEvent::Stage(stage_name(s)),
-            runner::Event::Output { stream, data } => JobEvent::Output {
+            jobs::Event::Stage(s) => JobEvent::Stage(stage_name(s)),
+            jobs::Event::Output { stream, data } => JobEvent::Output {
                 stream: match stream {
                     runner::Stream::Stdout => OutputStream::Stdout,
                     runner::Stream::Stderr => OutputStream::Stderr,
                 },
                 data,
             },
-            runner::Event::Exit { stage: s, result } => JobEvent::Exit {
+            jobs::Event::Exit { stage: s, result } => JobEvent::Exit {
                 stage: stage_name(s),
                 outcome: stage(result),
             },
-            runner::Event::Done(_) => JobEvent::Done,
+            jobs::Event::Done(_) => JobEvent::Done,
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use ppman::schema::{BuildFileRef, CachePolicy, Provide};
-
-    use super::*;
-
-    fn gcc() -> InstalledPackage {
-        let provide = |language: &str, aliases: &[&str], overrides: &[(&str, i64)]| Provide {
-            language: language.to_owned(),
-            aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
-            limit_overrides: overrides
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), *v))
-                .collect(),
-        };
-        InstalledPackage {
-            entry: IndexEntry {
-                name: "gcc".to_owned(),
-                version: "10.2.0".parse().unwrap(),
-                author: String::new(),
-                description: String::new(),
-                provides: vec![
-                    provide("c", &["gcc"], &[]),
-                    provide("c++", &["cpp", "g++"], &[("max_process_count", 128)]),
-                ],
-                dependencies: BTreeMap::new(),
-                limit_overrides: BTreeMap::from([
-                    ("compile_timeout".to_owned(), 15000),
-                    ("max_process_count".to_owned(), 32),
-                ]),
-                compiled: true,
-                cache: CachePolicy::Compiled,
-                size: 1,
-                sha256: String::new(),
-                url: String::new(),
-                signature: String::new(),
-                build_file: BuildFileRef {
-                    sha256: String::new(),
-                    url: String::new(),
-                },
-            },
-            repo: "local".to_owned(),
-            tree: PathBuf::from("/tmp/tree"),
-            layers: vec![PathBuf::from("/a"), PathBuf::from("/b")],
-            package_dir: "/piston/packages/gcc/10.2.0".to_owned(),
-            root: true,
-        }
-    }
-
-    #[test]
-    fn one_runtime_per_provided_language() {
-        let runtimes = runtimes_of(&Arc::new(gcc()));
-        let (c, _) = &runtimes[0];
-        let (cpp, package) = &runtimes[1];
-        assert_eq!((c.language.as_str(), c.runtime_field()), ("c", Some("gcc")));
-        assert_eq!(cpp.aliases, ["cpp", "g++"]);
-        assert!(cpp.compiled);
-        assert_eq!(
-            c.limit_overrides["max_process_count"], 32,
-            "package-wide value"
-        );
-        assert_eq!(
-            cpp.limit_overrides["max_process_count"], 128,
-            "the language's own wins"
-        );
-        assert_eq!(cpp.limit_overrides["compile_timeout"], 15000);
-        assert_eq!(package.layers.len(), 2);
     }
 }

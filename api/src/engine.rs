@@ -1,7 +1,8 @@
 //! The seam between the HTTP layer and the machinery that runs jobs and manages packages.
 //!
 //! The server only talks to an [`Engine`]: the real one composes `ppman` (packages, mounts) and
-//! `runner` (sandboxed jobs); tests use [`crate::fake::FakeEngine`]. Every method is synchronous and
+//! the job layer (runtimes, jobs on the sandbox); the HTTP tests use an in-memory one
+//! (`api/tests/common/fake.rs`). Every method is synchronous and
 //! may block (downloads, mounts, running a program), so the server calls them on blocking threads.
 //!
 //! Validation, limit resolution and the wire format stay in the HTTP layer; the engine receives a
@@ -16,52 +17,17 @@ use serde::Serialize;
 
 use ppman::Selector;
 
-/// One language that can run: a language (or one of the languages a package provides) of an
-/// installed package.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Runtime {
-    /// Canonical language name (what `/execute` answers with).
-    pub language: String,
-    /// The package's version.
-    pub version: Version,
-    /// Other names clients may use for the language.
-    pub aliases: Vec<String>,
-    /// Name of the package that provides the language.
-    pub package: String,
-    /// Whether the package has a compile stage.
-    pub compiled: bool,
-    /// The package's limit overrides (package-wide values, overlaid with the language's own), by
-    /// Piston's key names (`run_timeout`, `max_process_count`, …).
-    pub limit_overrides: BTreeMap<String, i64>,
-}
-
-impl Runtime {
-    /// Piston's `runtime` field: the package name when it differs from the language (e.g. `gcc`
-    /// for `c`), left out otherwise.
-    pub fn runtime_field(&self) -> Option<&str> {
-        (self.package != self.language).then_some(self.package.as_str())
-    }
-
-    /// Whether `name` is the language or one of its aliases.
-    pub fn answers_to(&self, name: &str) -> bool {
-        self.language == name || self.aliases.iter().any(|a| a == name)
-    }
-}
+/// One language that can run (the job layer's runtime).
+pub use jobs::Runtime;
 
 /// Limits of one stage, already resolved (request value, else overrides, else global config):
 /// the runner's own type, which the engine hands on unchanged.
 pub type StageLimits = runner::Limits;
 
-/// One submitted file, decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobFile {
-    /// Relative path inside the job directory, already normalised (no `..`, no leading `/`).
-    pub name: String,
-    pub content: Vec<u8>,
-    /// Whether this is a code file (UTF-8 encoded, or any file for the `file` language): code files
-    /// are passed to the compile script, and the first one to the run script.
-    pub code: bool,
-}
+/// One submitted file, decoded; its name already normalised (no `..`, no leading `/`). Code
+/// files (UTF-8 encoded, or any file for the `file` language) are passed to the compile script,
+/// and the first one to the run script.
+pub use jobs::JobFile;
 
 /// A job, validated and ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,6 +280,9 @@ pub enum EngineError {
     /// The interactive job is no longer running.
     #[error("the job has finished")]
     Finished,
+    /// This engine cannot do that (yet); the message says what is missing.
+    #[error("{0}")]
+    Unsupported(String),
     /// Anything else; `context` says what was being done.
     #[error("{context}")]
     Internal {
@@ -405,6 +374,7 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<UninstallReport, EngineError>;
 
     /// Drops the cache entries of the installed package `name` matching `selector`; returns how
-    /// many entries were removed. Engines without a cache return 0.
+    /// many entries were removed. An engine without a cache answers
+    /// [`EngineError::Unsupported`].
     fn purge_cache(&self, name: &str, selector: &Selector) -> Result<u64, EngineError>;
 }

@@ -8,8 +8,6 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-use ppman::Selector;
-
 use crate::config::{GlobalLimits, LimitOverrideTable};
 use crate::engine::{JobFile, JobRequest, Runtime, StageLimits};
 
@@ -43,19 +41,7 @@ pub fn effective_limit(
         .unwrap_or(0)
 }
 
-/// Picks the runtime for `language` (name or alias) and an npm-style `version` selector: the
-/// highest matching version. An unparsable selector matches nothing, as with npm's `satisfies`.
-pub fn find_runtime<'a>(
-    runtimes: &'a [Runtime],
-    language: &str,
-    version: &str,
-) -> Option<&'a Runtime> {
-    let selector = Selector::parse(version).ok()?;
-    runtimes
-        .iter()
-        .filter(|rt| rt.answers_to(language) && selector.matches(&rt.version))
-        .max_by(|a, b| a.version.cmp_precedence(&b.version))
-}
+pub use jobs::find_runtime;
 
 /// Normalises a submitted file name to a path relative to the job directory. A leading `/` is
 /// relative (as Node's `path.join` makes it); `..` may not climb out of the directory.

@@ -2,7 +2,7 @@
 //!
 //! `/api/v2` is wire-compatible with Piston 3.1 (routes, fields, validation order and messages,
 //! status codes, the WebSocket protocol); `/api/v3` adds the repository routes of the v3 design.
-//! The server talks to the machinery only through the [`Engine`] seam: [`fake::FakeEngine`] for tests
+//! The server talks to the machinery only through the [`Engine`] seam: an in-memory engine in the tests
 //! of the HTTP layer, the adapter onto `ppman` and `runner` for real jobs.
 //!
 //! * [`config`]: options, sources and validation (documented in `api/CONFIG.md`);
@@ -14,7 +14,6 @@
 pub mod adapter;
 pub mod config;
 pub mod engine;
-pub mod fake;
 pub mod gate;
 pub mod job;
 pub mod metrics;

@@ -117,7 +117,7 @@ pub fn spec() -> Value {
             "/api/v3/repos/{repo}/packages/{package}/{version}/cache": { "delete": {
                 "summary": "Purge the package's cache entries",
                 "parameters": path_params(&pkg),
-                "responses": { "200": ok("purged", &json!({ "type": "object", "properties": { "purged": { "type": "integer" } } })), "404": error("unknown package") }
+                "responses": { "200": ok("purged", &json!({ "type": "object", "properties": { "purged": { "type": "integer" } } })), "404": error("unknown package"), "501": error("this server has no job cache") }
             } }
         },
         "components": { "schemas": {

@@ -15,7 +15,7 @@
 //! * `POST /api/v3/repos/{repo}/packages/{package}/{version}/uninstall?cascade=true` →
 //!   `{package, removed}`; 404 when not installed, 409 when other packages need it (use `cascade`);
 //! * `DELETE /api/v3/repos/{repo}/packages/{package}/{version}/cache` → `{purged}`: the number of
-//!   cache entries of that package removed.
+//!   cache entries of that package removed; 501 while the engine has no job cache.
 //!
 //! These routes take no request body, so they need no `Content-Type`.
 
@@ -65,6 +65,7 @@ fn error(e: &EngineError, what: &str) -> ApiError {
             format!("{name}-{version} is already installed"),
         ),
         EngineError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        EngineError::Unsupported(_) => ApiError::new(StatusCode::NOT_IMPLEMENTED, e.to_string()),
         _ => ApiError::internal(what, e),
     }
 }

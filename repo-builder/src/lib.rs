@@ -103,8 +103,10 @@ pub enum Error {
         #[source]
         source: ppman::Error,
     },
-    #[error("the runner could not run the test job")]
+    #[error("the runner could not be set up for the test jobs")]
     TestRunner(#[source] runner::RunnerError),
+    #[error("the test job could not be run")]
+    TestJob(#[source] jobs::JobError),
     #[error("{id} has not been built yet")]
     NotBuilt { id: String },
 }

@@ -1,12 +1,14 @@
 //! `repo-builder test`: installs a built package into a scratch data directory with ppman (from
 //! this builder's own signed output, as any host would install it) and runs each of its `test.*`
-//! files as a job through the runner's sandbox; a test passes when it prints `OK`.
+//! files as a job through the job layer (as the server does); a test passes when it prints `OK`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use jobs::{JobFile, JobInput, Jobs, JobsConfig, Runtimes};
 use ppman::{PackageManager, Selector};
-use runner::{JobFile, JobSpec, Limits, Runner, RunnerConfig};
+use runner::{Limits, Runner, RunnerConfig};
 
 use crate::Error;
 use crate::build::Built;
@@ -70,8 +72,16 @@ fn run_all(
         ..RunnerConfig::default()
     };
     config.cgroup.name = TEST_CGROUP.to_owned();
-    let runner = Runner::new(config).map_err(Error::TestRunner)?;
-    let installed = &install.package;
+    let jobs = Jobs::new(
+        Runner::new(config).map_err(Error::TestRunner)?,
+        JobsConfig::default(),
+    );
+    let installed = Runtimes::new(Arc::clone(&install.pm)).map_err(Error::TestJob)?;
+    let runtimes: Vec<_> = installed
+        .list()
+        .into_iter()
+        .filter(|rt| rt.package == pkg.meta.name && rt.version == pkg.meta.version)
+        .collect();
     let mut outcomes = Vec::new();
     for test in tests {
         let file = test
@@ -80,28 +90,20 @@ fn run_all(
             .unwrap_or_default()
             .to_owned();
         let ext = file.trim_start_matches("test.");
-        let provide = pkg
-            .meta
-            .provides
+        let runtime = runtimes
             .iter()
-            .find(|p| p.language == ext || p.aliases.iter().any(|a| a == ext))
+            .find(|rt| rt.answers_to(ext))
             .ok_or_else(|| Error::TestLanguage {
                 file: file.clone(),
                 package: pkg.meta.name.clone(),
             })?;
-        let language = provide.language.clone();
-        // The language's overrides win over the package's, as in the server.
-        let mut overrides = installed.entry.limit_overrides.clone();
-        overrides.extend(provide.limit_overrides.clone());
-        let (compile_limits, run_limits) = test_limits(&overrides);
+        let language = runtime.language.clone();
+        let (compile_limits, run_limits) = test_limits(&runtime.limit_overrides);
         let content = std::fs::read(test).map_err(|source| Error::Io {
             path: test.clone(),
             source,
         })?;
-        let job = JobSpec {
-            layers: installed.layers.clone(),
-            package_dir: PathBuf::from(&installed.package_dir),
-            language: language.clone(),
+        let input = JobInput {
             files: vec![JobFile {
                 name: file.clone(),
                 content,
@@ -109,10 +111,11 @@ fn run_all(
             }],
             args: Vec::new(),
             stdin: Vec::new(),
-            compile: pkg.compiled.then_some(compile_limits),
+            compile: Some(compile_limits),
             run: run_limits,
         };
-        let result = runner.run_job(&job).map_err(Error::TestRunner)?;
+        let job = installed.job(runtime, input).map_err(Error::TestJob)?;
+        let result = jobs.run(&job).map_err(Error::TestJob)?;
         let run = &result.run;
         let passed = run.code == Some(0) && run.stdout.trim() == "OK";
         let mut output = run.stdout.clone();
@@ -168,7 +171,7 @@ fn test_limits(overrides: &BTreeMap<String, i64>) -> (Limits, Limits) {
         }
     };
     (
-        stage(Limits::piston_compile(), "compile"),
+        stage(jobs::compile_limits(), "compile"),
         stage(Limits::piston_run(), "run"),
     )
 }
@@ -194,8 +197,9 @@ fn test_files(build_dir: &Path) -> Result<Vec<PathBuf>, Error> {
 
 /// A package installed by ppman into a scratch data directory from the builder's output folder.
 struct ScratchInstall {
-    pm: PackageManager,
-    package: ppman::InstalledPackage,
+    pm: Arc<PackageManager>,
+    name: String,
+    version: semver::Version,
 }
 
 impl ScratchInstall {
@@ -213,22 +217,18 @@ impl ScratchInstall {
         pm.sync(None)?;
         let selector = Selector::parse(&version.to_string())?;
         pm.install(name, &selector)?;
-        let package = pm
-            .installed()?
-            .into_iter()
-            .find(|p| p.entry.name == name && &p.entry.version == version)
-            .ok_or_else(|| ppman::Error::NotInstalled {
-                name: name.to_owned(),
-                selector: version.to_string(),
-            })?;
-        Ok(Self { pm, package })
+        Ok(Self {
+            pm: Arc::new(pm),
+            name: name.to_owned(),
+            version: version.clone(),
+        })
     }
 
     /// Uninstalls everything (unmounting the images) before the scratch directory goes.
     fn remove(self) {
-        let selector = Selector::parse(&self.package.entry.version.to_string())
-            .unwrap_or_else(|_| Selector::any());
-        if let Err(e) = self.pm.uninstall(&self.package.entry.name, &selector, true) {
+        let selector =
+            Selector::parse(&self.version.to_string()).unwrap_or_else(|_| Selector::any());
+        if let Err(e) = self.pm.uninstall(&self.name, &selector, true) {
             tracing::warn!(error = %e, "scratch uninstall failed");
         }
         if let Err(e) = self.pm.gc() {

@@ -106,7 +106,7 @@ pub fn compare(
     argv: &[String],
     n: usize,
 ) -> Result<Series3, RunnerError> {
-    let io = |e| RunnerError::io("run", argv[0].clone(), e);
+    let io = |e| RunnerError::io("start", argv[0].clone(), e);
     let (mut p, mut ns, mut s) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
         p.extend(plain(argv, 1).map_err(io)?);

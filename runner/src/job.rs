@@ -1,23 +1,25 @@
-//! Jobs: a compile stage (optional) then a run stage in one sandbox whose writable layer persists
-//! between the stages; synchronous ([`Runner::run_job`]) or interactive ([`Runner::start_job`]).
+//! The runner and its sandboxes: a [`Sandbox`] is one writable layer (a tmpfs holding the job's
+//! files in [`BOX_DIR`]) over read-only layers, with a uid of its own; processes run in it one
+//! after another and see what earlier ones left there. [`Runner::run_command`] and
+//! [`Runner::start_command`] are the one-process forms.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Write;
+use std::marker::PhantomData;
+use std::os::fd::RawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, fchown};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::cgroup::{CgroupConfig, CgroupVersion, Cgroups};
 use crate::error::RunnerError;
 use crate::pool::{Janitor, Pool, Task};
 use crate::process::{Process, ProcessEvent, ProcessSpec, ResourceUsage, SandboxPlace, Stream};
-use crate::script::{PACKAGE_INFO_FILES, PackageInfo, package_info_command, parse_package_info};
 use crate::sys;
-use crate::types::{JobResult, KillReason, Limits, StageResult};
+use crate::types::{KillReason, StageResult};
 
 /// Where the job's files are inside the sandbox (isolate's convention).
 pub const BOX_DIR: &str = "/box";
@@ -42,10 +44,6 @@ pub struct RunnerConfig {
     /// RLIMIT_STACK, bytes (0 = unlimited).
     pub stack_bytes: u64,
     pub hostname: String,
-    /// PATH given to compile/run (the package's `environment` usually extends it).
-    pub path_env: String,
-    /// Extra environment for every stage.
-    pub extra_env: Vec<(String, String)>,
     /// Install the seccomp deny list (on by default).
     pub seccomp: bool,
     /// Helpers kept pre-spawned inside a fresh cgroup (0 = spawn per stage).
@@ -65,75 +63,25 @@ impl Default for RunnerConfig {
             tmp_bytes: 64 << 20,
             stack_bytes: 256 << 20,
             hostname: "piston".into(),
-            path_env: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            extra_env: Vec::new(),
             seccomp: true,
             warm_helpers: 4,
         }
     }
 }
 
-impl RunnerConfig {
-    /// The environment of a stage of `language` before the package's `environment` adds to it.
-    pub fn stage_env(&self, language: &str) -> Vec<(String, String)> {
-        let mut env = vec![
-            ("PATH".to_string(), self.path_env.clone()),
-            ("HOME".into(), "/tmp".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-            ("PISTON_LANGUAGE".into(), language.to_string()),
-        ];
-        env.extend(self.extra_env.iter().cloned());
-        env
-    }
+/// A `PATH` for programs started in a sandbox, when the caller has none of its own.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A file put in the sandbox's [`BOX_DIR`] before anything runs there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoxFile<'a> {
+    /// Relative path inside [`BOX_DIR`] (see [`check_file_name`]); sub-directories are created
+    /// (mode 0700).
+    pub name: &'a str,
+    pub content: &'a [u8],
 }
 
-/// A submitted file, already decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobFile {
-    /// Relative path inside the job directory; sub-directories are created (mode 0700).
-    pub name: String,
-    pub content: Vec<u8>,
-    /// A code file (Piston: one sent as utf8): the compile stage gets every code file, the run
-    /// stage the first one. Other files (data sent as base64 or hex) only land in the job
-    /// directory.
-    pub code: bool,
-}
-
-/// One job (see the crate docs for Piston's conventions).
-#[derive(Debug, Clone)]
-pub struct JobSpec {
-    /// Read-only lower dirs, top-most first.
-    pub layers: Vec<PathBuf>,
-    /// Package directory inside the tree: holds `run`, optional `compile`, optional `environment`.
-    pub package_dir: PathBuf,
-    /// Exported as PISTON_LANGUAGE.
-    pub language: String,
-    pub files: Vec<JobFile>,
-    pub args: Vec<String>,
-    pub stdin: Vec<u8>,
-    /// Some iff the package has a compile script.
-    pub compile: Option<Limits>,
-    pub run: Limits,
-}
-
-/// Which stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    Compile,
-    Run,
-}
-
-/// What an interactive job reports, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    Stage(Stage),
-    Output { stream: Stream, data: Vec<u8> },
-    Exit { stage: Stage, result: StageResult },
-    Done(JobResult),
-}
-
-/// The runner: owns the configuration, the cgroup set-up and the uid pool.
+/// The runner: owns the configuration, the cgroup set-up, the helper pool and the janitor.
 #[derive(Debug)]
 pub struct Runner {
     config: RunnerConfig,
@@ -141,24 +89,7 @@ pub struct Runner {
     cgroups: Cgroups,
     pool: Option<Arc<Pool>>,
     janitor: Janitor,
-    infos: InfoCache,
 }
-
-/// A package's [`PackageInfo`] for one language (exported while `environment` is sourced), read
-/// once (Piston keeps the environment part in `.env` at install time), with what else can change
-/// it: the layers and the identity of the files it is read from in each layer.
-#[derive(Debug)]
-struct InfoEntry {
-    layers: Vec<PathBuf>,
-    stamps: Vec<FileStamp>,
-    info: CachedInfo,
-}
-/// (device, inode, mtime in s and ns, size) of one of [`PACKAGE_INFO_FILES`] in one layer, if there.
-type FileStamp = Option<(u64, u64, i64, i64, u64)>;
-type CachedInfo = Arc<PackageInfo>;
-/// Package directory → language → its entry. One entry per pair: a reading on other layers (after
-/// a reinstall) or of a changed file replaces the older one, which will not be asked for again.
-type InfoCache = Mutex<HashMap<PathBuf, HashMap<String, InfoEntry>>>;
 
 /// uids in use by jobs of this process (shared by every `Runner` in it), and a signal for when
 /// one is released.
@@ -252,7 +183,7 @@ impl JobDir {
         size: u64,
         uid: u32,
         gid: u32,
-        files: &[JobFile],
+        files: &[BoxFile<'_>],
     ) -> Result<JobDir, RunnerError> {
         fs::DirBuilder::new()
             .mode(0o700)
@@ -283,7 +214,7 @@ impl JobDir {
         let boxd = dir.path.join("upper").join(BOX_DIR.trim_start_matches('/'));
         mkdir_owned(&boxd, uid, gid)?;
         for f in files {
-            let rel = check_file_name(&f.name)?;
+            let rel = check_file_name(f.name)?;
             let mut cur = boxd.clone();
             let comps: Vec<_> = rel.components().collect();
             for c in &comps[..comps.len() - 1] {
@@ -302,7 +233,7 @@ impl JobDir {
                 .map_err(|e| RunnerError::io("create job file", &cur, e))?;
             fchown(&file, Some(uid), Some(gid))
                 .map_err(|e| RunnerError::io("chown job file", &cur, e))?;
-            file.write_all(&f.content)
+            file.write_all(f.content)
                 .map_err(|e| RunnerError::io("write job file", &cur, e))?;
         }
         Ok(dir)
@@ -397,7 +328,6 @@ impl Runner {
             cgroups,
             pool: Some(pool),
             janitor: Janitor::start()?,
-            infos: Mutex::default(),
         })
     }
 
@@ -421,12 +351,16 @@ impl Runner {
         self.cgroups.version()
     }
 
-    fn prepare(&self, layers: &[PathBuf], files: &[JobFile]) -> Result<PreparedJob, RunnerError> {
+    fn prepare(
+        &self,
+        layers: &[PathBuf],
+        files: &[BoxFile<'_>],
+    ) -> Result<PreparedJob, RunnerError> {
         if layers.is_empty() {
             return Err(RunnerError::InvalidJob("no layers".into()));
         }
         for f in files {
-            check_file_name(&f.name)?;
+            check_file_name(f.name)?;
         }
         let c = &self.config;
         let lease = UidLease::take(c.uid_min, c.uid_max)?;
@@ -455,117 +389,25 @@ impl Runner {
         })
     }
 
-    /// The package's [`PackageInfo`]: what its `environment` file exports (added to the base
-    /// environment of the job's stages) and its stage scripts' shells, read in a sandbox once
-    /// per package and language and then cached, as Piston does at install time. This keeps a
-    /// shell out of every stage. When reading fails (the sandbox could not be set up on these
-    /// layers, a file cannot be read), that result is what the job gets.
-    fn package_info(&self, job: &JobSpec) -> Result<Result<CachedInfo, StageResult>, RunnerError> {
-        let dir = job
-            .package_dir
-            .strip_prefix("/")
-            .unwrap_or(&job.package_dir);
-        let stamps: Vec<FileStamp> = job
-            .layers
-            .iter()
-            .flat_map(|l| PACKAGE_INFO_FILES.map(|f| l.join(dir).join(f)))
-            .map(|path| {
-                use std::os::unix::fs::MetadataExt;
-                fs::symlink_metadata(path)
-                    .ok()
-                    .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()))
-            })
-            .collect();
-        let cached = self
-            .infos
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&job.package_dir)
-            .and_then(|languages| languages.get(&job.language))
-            .filter(|e| e.layers == job.layers && e.stamps == stamps)
-            .map(|e| Arc::clone(&e.info));
-        if let Some(info) = cached {
-            return Ok(Ok(info));
-        }
-        let spec = ProcessSpec {
-            argv: package_info_command(&job.package_dir.to_string_lossy()),
-            env: self.config.stage_env(&job.language),
-            cwd: BOX_DIR.into(),
-            limits: Limits {
-                wall_timeout_ms: 10_000,
-                cpu_time_ms: 10_000,
-                output_max_size: 1 << 20,
-                ..Limits::piston_compile()
-            },
-        };
-        let r = self.run_command(&job.layers, &[], &spec, b"")?;
-        if r.status.is_some() {
-            tracing::warn!(package = %job.package_dir.display(), status = ?r.status, message = ?r.message, stderr = %r.stderr, "package environment and scripts could not be read");
-            return Ok(Err(r));
-        }
-        let info = Arc::new(parse_package_info(&r.stdout));
-        let entry = InfoEntry {
-            layers: job.layers.clone(),
-            stamps,
-            info: Arc::clone(&info),
-        };
-        self.infos
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(job.package_dir.clone())
-            .or_default()
-            .insert(job.language.clone(), entry);
-        Ok(Ok(info))
-    }
-
-    /// A stage: `<shell> <package_dir>/<stage> ARGS...` (or, for a plain `exec` script, the
-    /// program it execs: see [`crate::StageScript`]) in the job directory, in the package's
-    /// environment. compile gets the code files, run the first code file and the arguments.
-    fn stage_spec(
+    /// A new sandbox on `layers` (read-only, top-most first) with `files` in [`BOX_DIR`]. It
+    /// holds a uid and a job directory until it is dropped (or [`Sandbox::run_last`] ends it).
+    pub fn sandbox(
         &self,
-        job: &JobSpec,
-        package: &PackageInfo,
-        stage: Stage,
-        limits: Limits,
-    ) -> ProcessSpec {
-        let (name, script, args): (&str, _, Vec<String>) = match stage {
-            Stage::Compile => (
-                "compile",
-                &package.compile,
-                job.files
-                    .iter()
-                    .filter(|f| f.code)
-                    .map(|f| f.name.clone())
-                    .collect(),
-            ),
-            Stage::Run => (
-                "run",
-                &package.run,
-                job.files
-                    .iter()
-                    .find(|f| f.code)
-                    .map(|f| f.name.clone())
-                    .into_iter()
-                    .chain(job.args.iter().cloned())
-                    .collect(),
-            ),
-        };
-        let pkg = job.package_dir.to_string_lossy();
-        let path = format!("{}/{name}", pkg.trim_end_matches('/'));
-        ProcessSpec {
-            argv: script.argv(&path, &args),
-            env: script.env(&package.env, &args, BOX_DIR),
-            cwd: BOX_DIR.into(),
-            limits,
-        }
+        layers: &[PathBuf],
+        files: &[BoxFile<'_>],
+    ) -> Result<Sandbox, RunnerError> {
+        Ok(Sandbox {
+            job: self.prepare(layers, files)?,
+            pool: Arc::clone(self.pool()),
+        })
     }
 
-    /// Runs a raw command in a fresh one-stage sandbox (no package conventions): used by the
-    /// benchmark and by callers that build their own argv. `files` land in [`BOX_DIR`].
+    /// Runs one command in a fresh sandbox and tears it down in the background: `files` land in
+    /// [`BOX_DIR`], `stdin` is written then closed.
     pub fn run_command(
         &self,
         layers: &[PathBuf],
-        files: &[JobFile],
+        files: &[BoxFile<'_>],
         spec: &ProcessSpec,
         stdin: &[u8],
     ) -> Result<StageResult, RunnerError> {
@@ -594,7 +436,7 @@ impl Runner {
     pub fn start_command(
         &self,
         layers: &[PathBuf],
-        files: &[JobFile],
+        files: &[BoxFile<'_>],
         spec: &ProcessSpec,
     ) -> Result<Program, RunnerError> {
         let job = self.prepare(layers, files)?;
@@ -602,93 +444,6 @@ impl Runner {
         Ok(Program {
             process: Some(p),
             _job: job,
-        })
-    }
-
-    /// Runs a whole job: compile (if any), then run unless the compile failed.
-    pub fn run_job(&self, job: &JobSpec) -> Result<JobResult, RunnerError> {
-        let package = match self.package_info(job)? {
-            Ok(info) => info,
-            Err(failed) => {
-                return Ok(JobResult {
-                    compile: job.compile.map(|_| failed.clone()),
-                    run: failed,
-                });
-            }
-        };
-        let prepared = self.prepare(&job.layers, &job.files)?;
-        let mut compile = None;
-        if let Some(limits) = job.compile {
-            let spec = self.stage_spec(job, &package, Stage::Compile, limits);
-            // Torn down before the run stage mounts the same upper dir again.
-            let mut p = Process::spawn(&prepared.place, self.pool(), &spec, false, None)?;
-            p.close_stdin();
-            let r = p.wait();
-            if !r.succeeded() {
-                return Ok(JobResult {
-                    run: r.clone(),
-                    compile: Some(r),
-                });
-            }
-            compile = Some(r);
-        }
-        let spec = self.stage_spec(job, &package, Stage::Run, job.run);
-        let mut p = Process::spawn(
-            &prepared.place,
-            self.pool(),
-            &spec,
-            false,
-            Some(prepared.janitor.clone()),
-        )?;
-        p.write_stdin(&job.stdin);
-        p.close_stdin();
-        let run = p.wait();
-        prepared.retire();
-        Ok(JobResult { compile, run })
-    }
-
-    /// Starts a job in a background thread and returns a handle to talk to it. `job.stdin` is
-    /// written to the run stage first; stdin stays open until [`JobHandle::close_stdin`].
-    pub fn start_job(&self, job: JobSpec) -> Result<JobHandle, RunnerError> {
-        let package = self.package_info(&job)?.map_err(|r| {
-            RunnerError::InvalidJob(format!(
-                "the environment of {} could not be read: {}",
-                job.package_dir.display(),
-                r.message.as_deref().unwrap_or(r.stderr.trim())
-            ))
-        })?;
-        let prepared = self.prepare(&job.layers, &job.files)?;
-        let specs: Vec<(Stage, ProcessSpec)> = job
-            .compile
-            .map(|l| {
-                (
-                    Stage::Compile,
-                    self.stage_spec(&job, &package, Stage::Compile, l),
-                )
-            })
-            .into_iter()
-            .chain(std::iter::once((
-                Stage::Run,
-                self.stage_spec(&job, &package, Stage::Run, job.run),
-            )))
-            .collect();
-        let (ev_tx, ev_rx) = mpsc::channel();
-        let (cmd_tx, cmd_rx) = mpsc::channel();
-        let (wake_r, wake_w) =
-            sys::pipe().map_err(|e| RunnerError::io("create", "wake pipe", e))?;
-        sys::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&wake_r))
-            .map_err(|e| RunnerError::io("configure", "wake pipe", e))?;
-        let pool = Arc::clone(self.pool());
-        let stdin = job.stdin;
-        let thread = std::thread::Builder::new()
-            .name(format!("job-{}", prepared.id))
-            .spawn(move || drive_job(prepared, &pool, specs, &stdin, &ev_tx, &cmd_rx, wake_r))
-            .map_err(|e| RunnerError::io("spawn", "job thread", e))?;
-        Ok(JobHandle {
-            events: ev_rx,
-            cmds: cmd_tx,
-            wake: File::from(wake_w),
-            thread: Some(thread),
         })
     }
 }
@@ -858,152 +613,109 @@ impl Program {
     }
 }
 
-enum Cmd {
-    Stdin(Vec<u8>),
-    CloseStdin,
-    Signal(i32),
-    /// The handle is gone: kill the job, run no further stage.
-    Abort,
-}
-
-/// Talks to a job started with [`Runner::start_job`]. Dropping it kills the job.
+/// A sandbox made by [`Runner::sandbox`]: processes run in it one at a time, on the same
+/// writable layer. Dropping it tears it down (its job directory, cgroup leftovers, its uid).
 #[derive(Debug)]
-pub struct JobHandle {
-    events: mpsc::Receiver<Event>,
-    cmds: mpsc::Sender<Cmd>,
-    wake: File,
-    thread: Option<JoinHandle<()>>,
+pub struct Sandbox {
+    job: PreparedJob,
+    pool: Arc<Pool>,
 }
 
-impl JobHandle {
-    fn send(&mut self, c: Cmd) -> Result<(), RunnerError> {
-        self.cmds
-            .send(c)
-            .map_err(|_| RunnerError::Handle("the job has ended"))?;
-        let _ = self.wake.write(&[1]);
-        Ok(())
+impl Sandbox {
+    /// The sandbox's name among this process's (`<pid>-<n>`), as in its job directory's.
+    pub fn id(&self) -> &str {
+        &self.job.id
     }
 
-    /// Writes to the current stage's stdin.
-    pub fn write_stdin(&mut self, data: &[u8]) -> Result<(), RunnerError> {
-        self.send(Cmd::Stdin(data.to_vec()))
+    /// Runs `spec` to its end: `stdin` is written, then closed. The process is torn down before
+    /// this returns, so the next one mounts the same writable layer afresh.
+    pub fn run(&mut self, spec: &ProcessSpec, stdin: &[u8]) -> Result<StageResult, RunnerError> {
+        let mut p = Process::spawn(&self.job.place, &self.pool, spec, false, None)?;
+        p.write_stdin(stdin);
+        p.close_stdin();
+        Ok(p.wait())
     }
 
-    pub fn close_stdin(&mut self) -> Result<(), RunnerError> {
-        self.send(Cmd::CloseStdin)
+    /// Runs `spec` as the sandbox's last process: its result comes back as soon as it is known,
+    /// and the process and then the sandbox are torn down in the background.
+    pub fn run_last(self, spec: &ProcessSpec, stdin: &[u8]) -> Result<StageResult, RunnerError> {
+        let mut p = Process::spawn(
+            &self.job.place,
+            &self.pool,
+            spec,
+            false,
+            Some(self.job.janitor.clone()),
+        )?;
+        p.write_stdin(stdin);
+        p.close_stdin();
+        let result = p.wait();
+        self.job.retire();
+        Ok(result)
     }
 
-    /// Sends a signal (number) to the current stage's program. SIGKILL kills it: the stage
-    /// ends with status SG and signal SIGKILL, and a killed compile stage ends the job.
-    pub fn signal(&mut self, sig: i32) -> Result<(), RunnerError> {
-        self.send(Cmd::Signal(sig))
-    }
-
-    /// The next event, waiting at most `timeout`; `None` on timeout or after [`Event::Done`].
-    pub fn next_event(&self, timeout: Duration) -> Option<Event> {
-        self.events.recv_timeout(timeout).ok()
+    /// Starts `spec` as a live process: output comes as [`ProcessEvent`]s, stdin stays open until
+    /// [`Running::close_stdin`]. The sandbox stays borrowed while it runs.
+    pub fn start(&mut self, spec: &ProcessSpec) -> Result<Running<'_>, RunnerError> {
+        Ok(Running {
+            process: Process::spawn(&self.job.place, &self.pool, spec, true, None)?,
+            _sandbox: PhantomData,
+        })
     }
 }
 
-impl Drop for JobHandle {
-    fn drop(&mut self) {
-        let _ = self.cmds.send(Cmd::Abort);
-        let _ = self.wake.write(&[1]);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// A live process of a [`Sandbox`]. Dropping it kills the process and tears it down.
+#[derive(Debug)]
+pub struct Running<'a> {
+    process: Process,
+    _sandbox: PhantomData<&'a mut Sandbox>,
 }
 
-fn drive_job(
-    prepared: PreparedJob,
-    pool: &Pool,
-    specs: Vec<(Stage, ProcessSpec)>,
-    stdin: &[u8],
-    ev: &mpsc::Sender<Event>,
-    cmds: &mpsc::Receiver<Cmd>,
-    wake: std::os::fd::OwnedFd,
-) {
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    let mut wake = File::from(wake);
-    let mut compile = None;
-    let mut aborted = false;
-    for (stage, spec) in specs {
-        let _ = ev.send(Event::Stage(stage));
-        let mut p = match Process::spawn(&prepared.place, pool, &spec, true, None) {
-            Ok(p) => p,
-            Err(e) => {
-                let r = StageResult::internal_error(e.to_string());
-                let _ = ev.send(Event::Exit {
-                    stage,
-                    result: r.clone(),
-                });
-                let _ = ev.send(Event::Done(JobResult { compile, run: r }));
-                return;
-            }
-        };
-        p.set_wake_fd(Some(wake.as_raw_fd()));
-        if stage == Stage::Compile {
-            p.close_stdin();
-        } else {
-            p.write_stdin(stdin);
-        }
-        let result = loop {
-            if aborted {
-                p.kill(KillReason::Wall);
-            }
-            match p.next_event(None) {
-                Ok(Some(ProcessEvent::Output { stream, data })) => {
-                    let _ = ev.send(Event::Output { stream, data });
-                }
-                Ok(Some(ProcessEvent::Exit(r))) => break *r,
-                Ok(None) => {
-                    let mut b = [0u8; 64];
-                    while matches!(wake.read(&mut b), Ok(n) if n > 0) {}
-                    loop {
-                        match cmds.try_recv() {
-                            Ok(Cmd::Stdin(d)) => p.write_stdin(&d),
-                            Ok(Cmd::CloseStdin) => p.close_stdin(),
-                            Ok(Cmd::Abort) => aborted = true,
-                            // SIGKILL included: the stage ends killed by the caller's signal
-                            // (SG), not by a limit.
-                            Ok(Cmd::Signal(s)) => {
-                                let _ = p.signal(s);
-                            }
-                            Err(mpsc::TryRecvError::Empty) => break,
-                            Err(mpsc::TryRecvError::Disconnected) => {
-                                aborted = true;
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(e) => break StageResult::internal_error(e.to_string()),
-            }
-        };
-        let _ = ev.send(Event::Exit {
-            stage,
-            result: result.clone(),
-        });
-        if stage == Stage::Compile {
-            if !result.succeeded() || aborted {
-                let _ = ev.send(Event::Done(JobResult {
-                    run: result.clone(),
-                    compile: Some(result),
-                }));
-                return;
-            }
-            compile = Some(result);
-        } else {
-            let _ = ev.send(Event::Done(JobResult {
-                compile,
-                run: result,
-            }));
-            return;
-        }
+impl Running<'_> {
+    pub fn write_stdin(&mut self, data: &[u8]) {
+        self.process.write_stdin(data);
     }
-    drop(prepared);
+
+    pub fn close_stdin(&mut self) {
+        self.process.close_stdin();
+    }
+
+    /// Sends signal number `sig` to the program. A SIGKILL ends it with status SG.
+    pub fn signal(&self, sig: i32) -> std::io::Result<()> {
+        self.process.signal(sig)
+    }
+
+    /// Kills the process, reporting `reason` as the limit it hit.
+    pub fn kill(&mut self, reason: KillReason) {
+        self.process.kill(reason);
+    }
+
+    /// The next output chunk or the exit, waiting at most `timeout` (`None`: until one comes or
+    /// the wake fd becomes readable, when that returns `Ok(None)`).
+    pub fn next_event(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<ProcessEvent>, RunnerError> {
+        self.process.next_event(timeout)
+    }
+
+    /// A file descriptor whose readability interrupts [`Running::next_event`] (so another thread
+    /// can hand over stdin or a signal).
+    pub fn set_wake_fd(&mut self, fd: Option<RawFd>) {
+        self.process.set_wake_fd(fd);
+    }
+
+    pub fn peek(&self) -> ResourceUsage {
+        self.process.peek()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.process.is_finished()
+    }
+
+    /// Waits for the end and returns the result.
+    pub fn wait(self) -> StageResult {
+        self.process.wait()
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
-//! The runner: executes untrusted code in a sandbox and reports what it did.
+//! The runner: the sandbox alone. It runs processes on a stack of read-only layers (paths) with
+//! one writable layer per [`Sandbox`], under limits, and reports what each did: output, exit,
+//! verdict, live and final usage. It knows nothing of runtimes, languages or HTTP (the `jobs`
+//! crate puts Piston's conventions on top). Synchronous; threads inside (a helper pool
+//! filler and a teardown janitor per [`Runner`]).
 //!
-//! It receives a runtime's mounted read-only layers (from ppman), the submitted files and the
-//! limits, and returns Piston-compatible results. It knows nothing about packages or HTTP.
-//! Synchronous; threads inside (a helper pool filler and a teardown janitor per [`Runner`]).
-//!
-//! * [`Runner`] — set-up (cgroups, uid pool, helper pool), [`Runner::run_job`] (compile then
-//!   run), [`Runner::start_job`] (interactive [`JobHandle`] with [`Event`]s),
-//!   [`Runner::run_command`] / [`Runner::start_command`] (a raw argv; [`Program`] is seed 004's
-//!   Process: write, read_line, peek, close).
+//! * [`Runner`] — set-up (cgroups, uid pool, helper pool); [`Runner::sandbox`] makes a
+//!   [`Sandbox`] whose processes run one after another on the same writable layer
+//!   ([`Sandbox::run`], [`Sandbox::run_last`], [`Sandbox::start`] → [`Running`]);
+//!   [`Runner::run_command`] / [`Runner::start_command`] are the one-process forms ([`Program`]:
+//!   write, read_line, peek, close).
 //! * [`process`] — one sandboxed process: output caps, wall/CPU limits, live figures.
 //! * [`cgroup`] — cgroup v1/v2 detection and job cgroups (host roots are parameters).
 //! * `helper` — what runs inside the `piston-sandbox` binary: namespaces, mounts, privileges,
@@ -23,7 +24,6 @@ mod helper;
 mod job;
 mod pool;
 pub mod process;
-mod script;
 pub mod seccomp;
 mod spec;
 mod sys;
@@ -33,12 +33,8 @@ pub use cgroup::{CgroupConfig, CgroupVersion};
 pub use error::RunnerError;
 pub use helper::helper_main;
 pub use job::{
-    BOX_DIR, Event, JobFile, JobHandle, JobSpec, Program, Runner, RunnerConfig, Stage,
+    BOX_DIR, BoxFile, DEFAULT_PATH, Program, Runner, RunnerConfig, Running, Sandbox,
     check_file_name,
 };
 pub use process::{ProcessEvent, ProcessSpec, ResourceUsage, Stream};
-pub use script::{
-    PackageInfo, StageScript, StageShell, is_plain_shell_word, package_info_command,
-    parse_package_info,
-};
-pub use types::{JobResult, KillReason, Limits, StageResult, Status, signal_name, signal_number};
+pub use types::{KillReason, Limits, StageResult, Status, signal_name, signal_number};

@@ -25,7 +25,7 @@ use crate::types::{KillReason, Limits, StageResult, Verdict, classify};
 pub struct ProcessSpec {
     /// argv; `argv[0]` is an absolute path inside the sandbox.
     pub argv: Vec<String>,
-    /// The complete environment.
+    /// Every variable the program gets, and nothing else.
     pub env: Vec<(String, String)>,
     /// Working directory inside the sandbox.
     pub cwd: String,

@@ -15,7 +15,7 @@ pub struct SandboxSpec {
     pub hostname: String,
     /// argv[0] must be an absolute path inside the sandbox.
     pub argv: Vec<String>,
-    /// `KEY=VALUE` entries; the environment is exactly this.
+    /// `KEY=VALUE` entries: the program's variables, exactly.
     pub env: Vec<String>,
     /// Working directory inside the sandbox.
     pub cwd: String,

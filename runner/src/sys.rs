@@ -555,7 +555,7 @@ pub(crate) struct ExecImage {
     paths: Vec<CString>,
 }
 
-/// `execvp`'s search path when the environment has no `PATH`.
+/// `execvp`'s search path when the program's variables have no `PATH`.
 const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
 
 impl ExecImage {
@@ -695,7 +695,7 @@ pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// clone3 with `flags` (fork semantics) whose child only execs `argv` (empty environment,
+/// clone3 with `flags` (fork semantics) whose child only execs `argv` (no variables,
 /// stdout to /dev/null); waits for it. The benchmark's
 /// "kernel namespace cost" baseline.
 pub(crate) fn clone_exec_wait(flags: u64, argv: &[CString]) -> io::Result<()> {

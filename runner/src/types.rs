@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Limits of one stage (compile or run).
+/// Limits of one sandboxed process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Wall clock, CLOCK_MONOTONIC, from the start of the sandbox. 0 = none.
@@ -32,15 +32,6 @@ impl Limits {
             max_open_files: 2048,
             max_file_size: 10_000_000,
             output_max_size: 1024,
-        }
-    }
-
-    /// Piston's default compile limits.
-    pub fn piston_compile() -> Limits {
-        Limits {
-            wall_timeout_ms: 10_000,
-            cpu_time_ms: 10_000,
-            ..Limits::piston_run()
         }
     }
 }
@@ -113,17 +104,10 @@ impl StageResult {
         }
     }
 
-    /// Piston's notion of success (used to decide whether the run stage follows the compile).
+    /// Exited with code 0 and no verdict (Piston's notion of success).
     pub fn succeeded(&self) -> bool {
         self.code == Some(0) && self.status.is_none()
     }
-}
-
-/// A whole job: the compile stage (if any) and the run stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobResult {
-    pub compile: Option<StageResult>,
-    pub run: StageResult,
 }
 
 /// The signal's name as Piston prints it ("SIGKILL", "SIGRTMIN+3").

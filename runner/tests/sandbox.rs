@@ -1,7 +1,8 @@
 //! Privileged integration tests: real programs in a real sandbox.
 //!
 //! The host root is the single read-only base layer (`/`: bash, python3, gcc exist on the host),
-//! and each test writes a tiny package directory into a tmpfs mounted as an extra top layer.
+//! under a tmpfs mounted as an extra top layer that tests write files into. A job here is
+//! `bash main.sh ARGS` in a fresh sandbox (the package conventions are the `jobs` crate's).
 //! Without root (or cgroups) they print why and pass, unless PISTON_TEST_REQUIRE_PRIVILEGED=1.
 
 use std::fs;
@@ -13,8 +14,8 @@ use std::time::Duration;
 use test_support::host_processes_with;
 
 use runner::{
-    Event, JobFile, JobSpec, KillReason, Limits, ProcessEvent, ProcessSpec, Runner, RunnerConfig,
-    RunnerError, Stage, Status, Stream,
+    BoxFile, KillReason, Limits, ProcessEvent, ProcessSpec, Runner, RunnerConfig, RunnerError,
+    StageResult, Status, Stream,
 };
 
 const UID_MIN: u32 = 62001;
@@ -75,17 +76,11 @@ impl TmpfsLayer {
         self.dir.path()
     }
 
-    /// Writes a package: `scripts` are (name, body) pairs, made executable.
-    fn package(&self, name: &str, scripts: &[(&str, &str)]) -> PathBuf {
-        let inside = PathBuf::from(format!("/piston/packages/{name}/1.0.0"));
-        let host = self.path().join(inside.strip_prefix("/").unwrap());
+    /// Makes the directory `inside` (absolute, as the sandbox sees it) in this layer.
+    fn dir(&self, inside: &str) -> PathBuf {
+        let host = self.path().join(inside.trim_start_matches('/'));
         fs::create_dir_all(&host).unwrap();
-        for (n, body) in scripts {
-            let p = host.join(n);
-            fs::write(&p, body).unwrap();
-            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        inside
+        host
     }
 }
 
@@ -93,6 +88,15 @@ impl Drop for TmpfsLayer {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
+}
+
+/// A bash script with its files, arguments and stdin.
+struct Job {
+    /// (name, content); `main.sh` first.
+    files: Vec<(String, Vec<u8>)>,
+    args: Vec<String>,
+    stdin: Vec<u8>,
+    limits: Limits,
 }
 
 struct Env {
@@ -135,35 +139,38 @@ impl Env {
         vec![self.layer.path().to_path_buf(), PathBuf::from("/")]
     }
 
-    fn bash_pkg(&self) -> PathBuf {
-        self.layer.package(
-            "bash",
-            &[
-                ("run", "bash \"$@\"\n"),
-                ("environment", "export PKG_ENV_PWD=$PWD\n"),
-            ],
-        )
-    }
-
-    fn job(&self, script: &str, limits: Limits) -> JobSpec {
-        JobSpec {
-            layers: self.layers(),
-            package_dir: self.bash_pkg(),
-            language: "bash".into(),
-            files: vec![JobFile {
-                name: "main.sh".into(),
-                content: script.as_bytes().to_vec(),
-                code: true,
-            }],
+    fn job(&self, script: &str, limits: Limits) -> Job {
+        Job {
+            files: vec![("main.sh".into(), script.as_bytes().to_vec())],
             args: vec![],
             stdin: vec![],
-            compile: None,
-            run: limits,
+            limits,
         }
     }
 
-    fn bash(&self, script: &str, limits: Limits) -> runner::StageResult {
-        self.runner.run_job(&self.job(script, limits)).unwrap().run
+    /// `bash main.sh ARGS` in a fresh sandbox, `stdin` written then closed.
+    fn run(&self, job: &Job) -> Result<StageResult, RunnerError> {
+        let spec = ProcessSpec {
+            argv: ["/bin/bash", "main.sh"]
+                .into_iter()
+                .map(String::from)
+                .chain(job.args.iter().cloned())
+                .collect(),
+            env: vec![("PATH".into(), runner::DEFAULT_PATH.into())],
+            cwd: runner::BOX_DIR.into(),
+            limits: job.limits,
+        };
+        let files: Vec<BoxFile<'_>> = job
+            .files
+            .iter()
+            .map(|(name, content)| BoxFile { name, content })
+            .collect();
+        self.runner
+            .run_command(&self.layers(), &files, &spec, &job.stdin)
+    }
+
+    fn bash(&self, script: &str, limits: Limits) -> StageResult {
+        self.run(&self.job(script, limits)).unwrap()
     }
 
     /// Starts `bash -c script` as a live program and waits for the line `ready` it must print.
@@ -207,19 +214,14 @@ fn limits() -> Limits {
 fn hello_world_and_conventions() {
     let Some(e) = env() else { return };
     let r = e.bash(
-        "echo out; echo err >&2; echo \"lang=$PISTON_LANGUAGE pwd=$PWD env=$PKG_ENV_PWD uid=$(id -u) host=$(hostname)\"; echo \"args=$*\"",
+        "echo out; echo err >&2; echo \"pwd=$PWD uid=$(id -u) host=$(hostname)\"; echo \"args=$*\"",
         limits(),
     );
     assert_eq!(r.status, None, "{r:?}");
     assert_eq!(r.code, Some(0));
     assert_eq!(r.stderr, "err\n");
     assert!(r.stdout.starts_with("out\n"), "{}", r.stdout);
-    assert!(
-        r.stdout
-            .contains("lang=bash pwd=/box env=/piston/packages/bash/1.0.0 uid=620"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("pwd=/box uid=620"), "{}", r.stdout);
     assert!(r.stdout.contains("host=piston"));
     assert!(
         r.output.starts_with("out\nerr\n"),
@@ -230,157 +232,13 @@ fn hello_world_and_conventions() {
     assert!(r.memory_bytes > 0);
 }
 
-/// The package's `environment` is evaluated once per package and language (exports only, with
-/// PISTON_LANGUAGE set and the package directory as cwd), and again when the file changes.
-#[test]
-fn package_environment_is_evaluated_once_and_follows_changes() {
-    let Some(e) = env() else { return };
-    let env_file = "export GREETING=\"hi from $PISTON_LANGUAGE in $PWD\"\nNOT_EXPORTED=1\n";
-    let pkg = e.layer.package(
-        "envtest",
-        &[
-            ("run", "echo \"$GREETING/${NOT_EXPORTED:-unset}/$(pwd)\"\n"),
-            ("environment", env_file),
-        ],
-    );
-    let mut job = e.job("", limits());
-    job.package_dir = pkg.clone();
-    job.language = "envlang".into();
-    let first = e.runner.run_job(&job).unwrap().run;
-    assert_eq!(
-        first.stdout,
-        format!(
-            "hi from envlang in {}/unset/{}\n",
-            pkg.display(),
-            runner::BOX_DIR
-        ),
-        "{first:?}"
-    );
-    assert_eq!(e.runner.run_job(&job).unwrap().run.stdout, first.stdout);
-    // Another language of the same package gets its own evaluation.
-    job.language = "other".into();
-    let other = e.runner.run_job(&job).unwrap().run.stdout;
-    assert!(other.starts_with("hi from other in "), "{other}");
-    // A changed file is read again.
-    let host = e.layer.path().join(pkg.strip_prefix("/").unwrap());
-    fs::write(host.join("environment"), "export GREETING=changed\n").unwrap();
-    let changed = e.runner.run_job(&job).unwrap().run.stdout;
-    assert!(changed.starts_with("changed/unset/"), "{changed}");
-}
-
-/// Stage scripts run under bash, as in Piston, unless their first line is `#!/bin/sh`: then
-/// under /bin/sh. A changed first line is read again.
-#[test]
-fn stage_scripts_run_under_the_shell_their_first_line_names() {
-    let Some(e) = env() else { return };
-    let which = "readlink /proc/$$/exe\n";
-    let sh = format!("#!/bin/sh\n{which}");
-    let pkg = e
-        .layer
-        .package("shelltest", &[("compile", which), ("run", &sh)]);
-    let mut job = e.job("", limits());
-    job.package_dir = pkg.clone();
-    job.compile = Some(limits());
-    let shells = |job: &JobSpec| {
-        let r = e.runner.run_job(job).unwrap();
-        let compile = r.compile.unwrap();
-        let name = |out: &str| Path::new(out.trim()).file_name().map(|n| n.to_owned());
-        (name(&compile.stdout), name(&r.run.stdout))
-    };
-    let bash = Some("bash".into());
-    let dash = Some(
-        fs::canonicalize("/bin/sh")
-            .unwrap()
-            .file_name()
-            .unwrap()
-            .to_owned(),
-    );
-    assert_eq!(shells(&job), (bash.clone(), dash.clone()));
-    let host = e.layer.path().join(pkg.strip_prefix("/").unwrap());
-    fs::write(host.join("compile"), &sh).unwrap();
-    fs::write(host.join("run"), format!("#!/usr/bin/env bash\n{which}")).unwrap();
-    assert_eq!(shells(&job), (dash, bash));
-}
-
-/// A `#!/bin/sh` script that only execs a program is not run: the runner starts the program with
-/// the argv the shell would have built (`shift`, `"$1"`, `"$@"`, a name looked up in `PATH`), and
-/// with `PWD`, which the shell exports. A missing program fails as under the shell: 127 and a
-/// message on stderr. Shown with a `/bin/sh` in a layer on top that fails every job it runs.
-#[test]
-fn plain_exec_scripts_start_the_program_directly() {
-    let Some(e) = env() else { return };
-    let no_shell = TmpfsLayer::new();
-    let bin = no_shell.path().join("bin");
-    fs::create_dir(&bin).unwrap();
-    fs::write(
-        bin.join("sh"),
-        "#!/usr/bin/bash\necho the shell ran >&2; exit 99\n",
-    )
-    .unwrap();
-    fs::set_permissions(bin.join("sh"), fs::Permissions::from_mode(0o755)).unwrap();
-    std::os::unix::fs::symlink("/usr/bin/bash", bin.join("bash")).unwrap();
-
-    let show = "echo \"$(tr '\\0' ' ' < /proc/$$/cmdline)| ppid $PPID | $PWD\"\n";
-    let pkg = e.layer.package(
-        "exectest",
-        &[
-            ("compile", "#!/bin/sh\n# compile\nexec bash \"$1\"\n"),
-            ("run", "#!/bin/sh\nshift\nexec bash -c \"$1\" \"$@\"\n"),
-        ],
-    );
-    let mut job = e.job(show, limits());
-    job.layers.insert(0, no_shell.path().to_owned());
-    job.package_dir = pkg.clone();
-    job.compile = Some(limits());
-    job.args = vec![show.into(), "b c".into()];
-    let r = e.runner.run_job(&job).unwrap();
-    // compile: bash "$1" with $1 = main.sh; run: bash -c "$1" "$@" after the shift.
-    let compile = r.compile.unwrap();
-    assert_eq!(
-        compile.stdout, "bash main.sh | ppid 1 | /box\n",
-        "{compile:?}"
-    );
-    let run = r.run;
-    assert_eq!(
-        run.stdout,
-        format!("bash -c {show} {show} b c | ppid 1 | /box\n"),
-        "{run:?}"
-    );
-
-    let host = e.layer.path().join(pkg.strip_prefix("/").unwrap());
-    let mut run_script = |text: &str| {
-        fs::write(host.join("run"), text).unwrap();
-        job.compile = None;
-        e.runner.run_job(&job).unwrap().run
-    };
-    // Anything more than an exec goes through the shell (here the failing one).
-    let r = run_script("#!/bin/sh\nexec bash \"$@\" </dev/null\n");
-    assert_eq!(
-        (r.code, r.stderr.as_str()),
-        (Some(99), "the shell ran\n"),
-        "{r:?}"
-    );
-    let r = run_script("#!/bin/sh\nexec no-such-program \"$@\"\n");
-    assert_eq!(
-        (r.code, r.stderr.as_str()),
-        (Some(127), "no-such-program: not found\n"),
-        "{r:?}"
-    );
-    let r = run_script("#!/bin/sh\nexec ./main.sh\n");
-    assert_eq!(r.code, Some(126), "{r:?}");
-    assert!(
-        r.stderr.starts_with("./main.sh: Permission denied"),
-        "{r:?}"
-    );
-}
-
 #[test]
 fn args_and_stdin() {
     let Some(e) = env() else { return };
     let mut job = e.job("read -r line; echo \"$line|$1|$2\"", limits());
     job.args = vec!["a b".into(), "c".into()];
     job.stdin = b"from stdin\n".to_vec();
-    let r = e.runner.run_job(&job).unwrap().run;
+    let r = e.run(&job).unwrap();
     assert_eq!(r.stdout, "from stdin|a b|c\n", "{r:?}");
 }
 
@@ -419,50 +277,6 @@ fn exit_code_and_signal() {
     assert_eq!(r.status, Some(Status::SG), "{r:?}");
     assert_eq!(r.message.as_deref(), Some("Caught fatal signal 11"));
     assert_eq!(r.signal.as_deref(), Some("SIGSEGV"));
-}
-
-#[test]
-fn c_compile_then_run_uses_the_artefact() {
-    let Some(e) = env() else { return };
-    let pkg = e.layer.package(
-        "c",
-        &[
-            ("compile", "gcc -O0 -o a.out \"$@\"\n"),
-            ("run", "shift; ./a.out \"$@\"\n"),
-        ],
-    );
-    let mut job = JobSpec {
-        layers: e.layers(),
-        package_dir: pkg,
-        language: "c".into(),
-        files: vec![JobFile {
-            name: "main.c".into(),
-            content: b"#include <stdio.h>\nint main(int c, char**v){printf(\"hi %s\\n\", c>1?v[1]:\"-\");return 0;}\n".to_vec(),
-            code: true,
-        }],
-        args: vec!["there".into()],
-        stdin: vec![],
-        compile: Some(limits()),
-        run: limits(),
-    };
-    // A data file is in the job directory but not handed to the compiler (gcc would take a
-    // .txt for linker input and fail).
-    job.files.push(JobFile {
-        name: "notes.txt".into(),
-        content: b"not C".to_vec(),
-        code: false,
-    });
-    let r = e.runner.run_job(&job).unwrap();
-    let c = r.compile.as_ref().expect("compile stage");
-    assert_eq!(c.code, Some(0), "{c:?}");
-    assert_eq!(r.run.stdout, "hi there\n", "{:?}", r.run);
-
-    // A failed compile skips the run; the run result is the compile result.
-    job.files[0].content = b"int main( {".to_vec();
-    let r = e.runner.run_job(&job).unwrap();
-    assert_eq!(r.run.status, Some(Status::RE));
-    assert_eq!(Some(&r.run), r.compile.as_ref());
-    assert!(r.run.stderr.contains("error"), "{:?}", r.run.stderr);
 }
 
 #[test]
@@ -649,24 +463,16 @@ fn i386_probe() -> Vec<u8> {
 fn i386_programs_run_under_the_same_deny_list() {
     let Some(e) = env() else { return };
     let mut job = e.job("chmod +x probe32 && ./probe32; echo \"exit=$?\"", limits());
-    job.files.push(JobFile {
-        name: "probe32".into(),
-        content: i386_probe(),
-        code: false,
-    });
-    let r = e.runner.run_job(&job).unwrap().run;
+    job.files.push(("probe32".into(), i386_probe()));
+    let r = e.run(&job).unwrap();
     assert_eq!(r.stdout, "ok\nexit=17\n", "{r:?}");
 }
 
 #[test]
 fn host_files_and_layers_are_protected() {
     let Some(e) = env() else { return };
-    let pkg = e.bash_pkg();
-    let host_file = e
-        .layer
-        .path()
-        .join(pkg.strip_prefix("/").unwrap())
-        .join("shared.txt");
+    let pkg = Path::new("/layer-files");
+    let host_file = e.layer.dir("/layer-files").join("shared.txt");
     fs::write(&host_file, "original").unwrap();
     fs::set_permissions(&host_file, fs::Permissions::from_mode(0o666)).unwrap();
     let r = e.bash(
@@ -707,22 +513,11 @@ fn jobs_cannot_see_each_other() {
     if shm_is_tmpfs {
         fs::write(&host_marker, "host").unwrap();
     }
-    let a = e
-        .runner
-        .start_job(e.job(
-            "echo secret > /box/secret-a; echo shm > /dev/shm/shm-a; echo t > /tmp/tmp-a; echo ready; sleep 5",
-            limits(),
-        ))
-        .unwrap();
-    // Wait until job A has written its files.
-    loop {
-        match a.next_event(Duration::from_secs(10)) {
-            Some(Event::Output { data, .. }) if data.starts_with(b"ready") => break,
-            Some(Event::Done(r)) => panic!("job A ended early: {r:?}"),
-            Some(_) => {}
-            None => panic!("job A never got ready"),
-        }
-    }
+    // Job A has written its files once it is ready.
+    let a = e.start_ready(
+        "echo secret > /box/secret-a; echo shm > /dev/shm/shm-a; echo t > /tmp/tmp-a; echo ready; sleep 5",
+        limits(),
+    );
     let r = e.bash(
         "ls /dev/shm /tmp /box | tr '\\n' ' '; echo; ls /proc | grep -c '^[0-9]'; \
          find / -xdev -name 'secret-a' 2>/dev/null | head -1; echo end",
@@ -762,61 +557,67 @@ fn bad_file_names_are_refused() {
     let Some(e) = env() else { return };
     for name in ["../escape", "/etc/passwd", "a/../../b"] {
         let mut job = e.job("true", limits());
-        job.files.push(JobFile {
-            name: name.into(),
-            content: vec![],
-            code: false,
-        });
-        match e.runner.run_job(&job) {
+        job.files.push((name.into(), vec![]));
+        match e.run(&job) {
             Err(RunnerError::BadFileName { .. }) => {}
             other => panic!("{name}: {other:?}"),
         }
     }
     // Sub-directories are fine.
     let mut job = e.job("cat sub/dir/x", limits());
-    job.files.push(JobFile {
-        name: "sub/dir/x".into(),
-        content: b"nested".to_vec(),
-        code: false,
-    });
-    assert_eq!(e.runner.run_job(&job).unwrap().run.stdout, "nested");
+    job.files.push(("sub/dir/x".into(), b"nested".to_vec()));
+    assert_eq!(e.run(&job).unwrap().stdout, "nested");
 }
 
+/// The processes of one sandbox run one after another on its writable layer: what one leaves in
+/// /box the next one sees, /tmp is each process's own, and a live process of the sandbox
+/// streams its output.
 #[test]
-fn interactive_job_streams() {
+fn a_sandbox_keeps_its_writable_layer_between_processes() {
     let Some(e) = env() else { return };
-    let mut h = e
-        .runner
-        .start_job(e.job(
-            "while read -r l; do echo \"got $l\"; done; echo bye",
-            limits(),
+    let files = [BoxFile {
+        name: "data",
+        content: b"given",
+    }];
+    let mut sandbox = e.runner.sandbox(&e.layers(), &files).unwrap();
+    let sh = |script: &str| ProcessSpec {
+        argv: vec!["/bin/bash".into(), "-c".into(), script.into()],
+        env: vec![("PATH".into(), runner::DEFAULT_PATH.into())],
+        cwd: runner::BOX_DIR.into(),
+        limits: limits(),
+    };
+    let r = sandbox
+        .run(
+            &sh("cat data; cat > made; echo t > /tmp/t; mkdir -p x && echo y > x/y"),
+            b"from stdin",
+        )
+        .unwrap();
+    assert_eq!((r.code, r.stdout.as_str()), (Some(0), "given"), "{r:?}");
+    let mut live = sandbox
+        .start(&sh(
+            "cat made x/y; ls /tmp | wc -l; read -r l; echo \"got $l\"",
         ))
         .unwrap();
-    assert_eq!(
-        h.next_event(Duration::from_secs(10)),
-        Some(Event::Stage(Stage::Run))
-    );
-    h.write_stdin(b"one\n").unwrap();
-    let mut seen = Vec::new();
-    while !seen.ends_with(b"got one\n") {
-        match h.next_event(Duration::from_secs(10)) {
-            Some(Event::Output {
+    live.write_stdin(b"line\n");
+    let mut out = Vec::new();
+    let result = loop {
+        match live.next_event(Some(Duration::from_secs(10))).unwrap() {
+            Some(ProcessEvent::Output {
                 stream: Stream::Stdout,
                 data,
-            }) => seen.extend(data),
+            }) => out.extend(data),
+            Some(ProcessEvent::Exit(r)) => break *r,
             other => panic!("{other:?}"),
         }
-    }
-    h.close_stdin().unwrap();
-    let mut done = None;
-    while let Some(ev) = h.next_event(Duration::from_secs(10)) {
-        if let Event::Done(r) = ev {
-            done = Some(r);
-            break;
-        }
-    }
-    let r = done.expect("done");
-    assert_eq!(r.run.stdout, "got one\nbye\n");
+    };
+    assert_eq!(result.code, Some(0), "{result:?}");
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "from stdiny\n0\ngot line\n"
+    );
+    drop(live);
+    let r = sandbox.run_last(&sh("cat made"), b"").unwrap();
+    assert_eq!(r.stdout, "from stdin");
 }
 
 #[test]
@@ -879,9 +680,17 @@ fn many_jobs_leave_nothing_behind() {
         let r = e.runner.run_command(&layers, &[], &spec, b"").unwrap();
         assert_eq!(r.code, Some(0), "job {i}: {r:?}");
         if i % 50 == 0 {
-            // Also whole jobs through run_job.
-            let r = e.runner.run_job(&e.job("echo ok", limits())).unwrap();
-            assert_eq!(r.run.stdout, "ok\n");
+            // Also sandboxes with two processes.
+            let files = [BoxFile {
+                name: "main.sh",
+                content: b"echo ok > out",
+            }];
+            let mut sandbox = e.runner.sandbox(&layers, &files).unwrap();
+            let mut sh = spec.clone();
+            sh.argv = vec!["/bin/bash".into(), "main.sh".into()];
+            assert_eq!(sandbox.run(&sh, b"").unwrap().code, Some(0));
+            sh.argv = vec!["/bin/cat".into(), "out".into()];
+            assert_eq!(sandbox.run_last(&sh, b"").unwrap().stdout, "ok\n");
         }
     }
     let work = e.runner.config().work_dir.clone();
@@ -1310,7 +1119,7 @@ fn concurrent_jobs_get_distinct_uids_and_their_own_results() {
                 s.spawn(move || {
                     let mut job = e.job("echo \"$1 $(id -u)\"; sleep 2", limits());
                     job.args = vec![i.to_string()];
-                    (i, e.runner.run_job(&job).unwrap().run)
+                    (i, e.run(&job).unwrap())
                 })
             })
             .collect();

@@ -1859,7 +1859,11 @@ fn v3_repository_routes() {
     assert_clean(&s.execute(&hello)["run"], "hello from python\n");
     assert_eq!(
         s.delete_empty("/api/v3/repos/test/packages/python/3.x/cache"),
-        (200, json!({"purged": 0}))
+        (
+            501,
+            json!({"message": "this server has no job cache yet: there is nothing to purge"})
+        ),
+        "no cache yet: the purge says so instead of reporting 0"
     );
     let (status, report) =
         s.post_empty("/api/v3/repos/test/packages/base/*/uninstall?cascade=true");

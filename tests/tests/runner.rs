@@ -1,4 +1,4 @@
-//! Runner jobs on the real images repo-builder built (scripts/test.sh), installed by ppman: each
+//! Jobs (the job layer on the runner) on the real images repo-builder built (scripts/test.sh), installed by ppman: each
 //! package's `test.*` files, Python under real limits, C++ compile and run, signals through the
 //! `run` wrappers, a job outliving its runtime's uninstall, and nothing left behind after
 //! hundreds of jobs.
@@ -12,12 +12,10 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use e2e::{Installation, host_processes_with, test_packages};
+use jobs::{Event, JobFile, JobHandle, JobResult, JobSpec, Jobs, JobsConfig, Stage};
 use ppman::InstalledPackage;
 use ppman::schema::PackageMeta;
-use runner::{
-    Event, JobFile, JobHandle, JobResult, JobSpec, KillReason, Limits, Runner, RunnerConfig, Stage,
-    StageResult, Status, Stream,
-};
+use runner::{KillReason, Limits, Runner, RunnerConfig, StageResult, Status, Stream};
 
 /// Job uids of these tests: apart from a server's (1001–1500), the runner crate's tests
 /// (62001–) and repo-builder's (61001–), which may run on this host at the same time.
@@ -57,7 +55,7 @@ fn sandbox_binary() -> PathBuf {
 /// A runner of its own over an installation of real packages. Fields drop in order: the runner
 /// (every job torn down) before the packages are uninstalled, the host lock last.
 struct Env {
-    runner: Runner,
+    jobs: Jobs,
     inst: Installation,
     work: tempfile::TempDir,
     _host: HostGuard,
@@ -92,7 +90,7 @@ fn env_with(packages: &[&str], host: HostGuard) -> Option<Env> {
     config.cgroup.name = CGROUP_NAME.into();
     let runner = Runner::new(config).expect("runner set-up");
     Some(Env {
-        runner,
+        jobs: Jobs::new(runner, JobsConfig::default()),
         inst,
         work,
         _host: host,
@@ -128,7 +126,7 @@ fn job(pkg: &InstalledPackage, language: &str, file: &str, content: &str, run: L
         compile: pkg
             .entry
             .compiled
-            .then(Limits::piston_compile)
+            .then(jobs::compile_limits)
             .map(|l| Limits {
                 wall_timeout_ms: 60_000,
                 cpu_time_ms: 60_000,
@@ -146,8 +144,8 @@ impl Env {
     fn python(&self, code: &str, run: Limits) -> StageResult {
         let py = self.package("python");
         let r = self
-            .runner
-            .run_job(&job(&py, "python", "main.py", code, run))
+            .jobs
+            .run(&job(&py, "python", "main.py", code, run))
             .expect("job runs");
         assert!(r.compile.is_none());
         r.run
@@ -278,7 +276,7 @@ fn server_limits(entry: &ppman::schema::IndexEntry, language: &str) -> (Limits, 
         output_max_size: get("output_max_size").map_or(base.output_max_size, |v| v as u64),
     };
     (
-        stage(Limits::piston_compile(), "compile"),
+        stage(jobs::compile_limits(), "compile"),
         stage(Limits::piston_run(), "run"),
     )
 }
@@ -362,7 +360,7 @@ fn every_packages_test_files_print_ok_through_the_runner() {
                 run,
             };
             let t = Instant::now();
-            let r = e.runner.run_job(&spec).expect("job runs");
+            let r = e.jobs.run(&spec).expect("job runs");
             let ok = r.run.status.is_none()
                 && r.run.code == Some(0)
                 && r.run.stdout.trim() == "OK"
@@ -431,7 +429,7 @@ else:
     assert!(refused > 100, "fork was refused only {refused} times");
     assert!(t.elapsed() < Duration::from_secs(15));
     // The host: none of it left, and it can still start processes.
-    assert_eq!(job_procs_after(&e.runner), Vec::<String>::new());
+    assert_eq!(job_procs_after(e.jobs.runner()), Vec::<String>::new());
     assert!(
         std::process::Command::new("true")
             .status()
@@ -643,7 +641,7 @@ print(me, sorted(os.listdir("/tmp")), sorted(os.listdir("/dev/shm")), flush=True
     let start = |name: &str| {
         let mut spec = job(&py, "python", "main.py", program, limits());
         spec.args = vec![name.into()];
-        e.runner.start_job(spec).expect("job starts")
+        e.jobs.start(spec).expect("job starts")
     };
     let mut a = start("a");
     wait_for(&a, "ready");
@@ -705,7 +703,7 @@ for _ in range(500):
         (None, "daemon running\n"),
         "{r:?}"
     );
-    assert_eq!(job_procs_after(&e.runner), Vec::<String>::new());
+    assert_eq!(job_procs_after(e.jobs.runner()), Vec::<String>::new());
     assert_eq!(host_processes_with("sleep 630017"), Vec::<String>::new());
 }
 
@@ -725,7 +723,7 @@ fn cpp_compile_error_stops_the_job_and_a_good_program_runs() {
         "#include <cstdio>\nint main() { std::puts(\"ran\"); return undefined_name; }\n",
         limits(),
     );
-    let r = e.runner.run_job(&bad).unwrap();
+    let r = e.jobs.run(&bad).unwrap();
     let compile = r.compile.as_ref().expect("a compile stage");
     assert_eq!(compile.status, Some(Status::RE), "{r:?}");
     assert_eq!(compile.code, Some(1));
@@ -758,7 +756,7 @@ int main(int argc, char **argv) {
     let mut spec = job(&gcc, "c++", "main.cpp", good, limits());
     spec.args = vec!["one".into(), "two words".into()];
     spec.stdin = b"1 2 3\n36\n".to_vec();
-    let r = e.runner.run_job(&spec).unwrap();
+    let r = e.jobs.run(&spec).unwrap();
     let compile = r.compile.as_ref().expect("a compile stage");
     assert!(compile.succeeded(), "{compile:?}");
     assert_eq!(r.run.stdout, "sum=42 args=one,two words\n", "{r:?}");
@@ -771,7 +769,7 @@ int main(int argc, char **argv) {
                 std::cout << \"got \" << l << std::endl; std::cout << \"bye\" << std::endl; }\n";
     let mut spec = job(&gcc, "c++", "main.cpp", echo, limits());
     spec.stdin = b"first\n".to_vec();
-    let mut h = e.runner.start_job(spec).unwrap();
+    let mut h = e.jobs.start(spec).unwrap();
     assert_eq!(
         h.next_event(Duration::from_secs(30)),
         Some(Event::Stage(Stage::Compile))
@@ -790,8 +788,8 @@ int main(int argc, char **argv) {
 
     // A SIGKILL while compiling ends the job there: no run stage.
     let mut h = e
-        .runner
-        .start_job(job(&gcc, "c++", "main.cpp", echo, limits()))
+        .jobs
+        .start(job(&gcc, "c++", "main.cpp", echo, limits()))
         .unwrap();
     assert_eq!(
         h.next_event(Duration::from_secs(30)),
@@ -854,7 +852,7 @@ sys.exit(40 + caught)
     ] {
         let mut spec = job(&py, "python", "main.py", program, limits());
         spec.args = args.iter().map(|a| (*a).to_owned()).collect();
-        let mut h = e.runner.start_job(spec).unwrap();
+        let mut h = e.jobs.start(spec).unwrap();
         assert_eq!(
             h.next_event(Duration::from_secs(30)),
             Some(Event::Stage(Stage::Run))
@@ -895,7 +893,7 @@ sys.exit(40 + caught)
     // a time limit, not an internal error).
     let mut spec = job(&py, "python", "main.py", program, limits());
     spec.args = vec!["parent".into()];
-    let mut h = e.runner.start_job(spec).unwrap();
+    let mut h = e.jobs.start(spec).unwrap();
     wait_for(&h, "ready");
     h.signal(number("SIGKILL")).unwrap();
     let (r, _) = finish(&h, Duration::from_secs(30));
@@ -932,7 +930,7 @@ fn hundreds_of_bash_jobs_leave_nothing_behind() {
         return;
     };
     let bash = e.package("bash");
-    let work = e.runner.config().work_dir.clone();
+    let work = e.jobs.runner().config().work_dir.clone();
     let t = Instant::now();
     for i in 0..n {
         let script = match i % 3 {
@@ -943,10 +941,10 @@ fn hundreds_of_bash_jobs_leave_nothing_behind() {
         let mut spec = job(&bash, "bash", "main.sh", &script, limits());
         spec.stdin = format!("{i}\n").into_bytes();
         let r = if i % 50 == 49 {
-            let h = e.runner.start_job(spec).unwrap();
+            let h = e.jobs.start(spec).unwrap();
             finish(&h, Duration::from_secs(30)).0
         } else {
-            e.runner.run_job(&spec).unwrap()
+            e.jobs.run(&spec).unwrap()
         };
         assert_eq!(
             (r.run.status, r.run.stdout.as_str()),
@@ -960,12 +958,12 @@ fn hundreds_of_bash_jobs_leave_nothing_behind() {
         elapsed / n.max(1) as u32
     );
     let Env {
-        runner,
+        jobs,
         inst,
         work: work_tmp,
         _host,
     } = e;
-    drop(runner);
+    drop(jobs);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let work_s = work.to_string_lossy();
     let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&*work_s)).collect();
@@ -1003,8 +1001,8 @@ fn a_job_outlives_the_uninstall_of_its_runtime() {
                    import decimal, json, sqlite3\n\
                    print(json.dumps(str(decimal.Decimal(42))), sqlite3.sqlite_version_info >= (3,))\n";
     let mut h = e
-        .runner
-        .start_job(job(&py, "python", "main.py", program, limits()))
+        .jobs
+        .start(job(&py, "python", "main.py", program, limits()))
         .unwrap();
     wait_for(&h, "ready");
     let version = ppman::Selector::parse(&py.entry.version.to_string()).unwrap();
@@ -1024,15 +1022,15 @@ fn a_job_outlives_the_uninstall_of_its_runtime() {
         "{r:?}"
     );
     drop(h);
-    e.runner.flush();
+    e.jobs.runner().flush();
     let until = Instant::now() + Duration::from_secs(5);
     while !e2e::loops_under(&data).is_empty() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(e2e::loops_under(&data), Vec::<String>::new());
     let r = e
-        .runner
-        .run_job(&job(&py, "python", "main.py", "print('hi')", limits()))
+        .jobs
+        .run(&job(&py, "python", "main.py", "print('hi')", limits()))
         .unwrap()
         .run;
     let message = r.message.clone().unwrap_or_default();

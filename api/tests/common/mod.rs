@@ -3,12 +3,14 @@
 
 #![allow(dead_code)]
 
+pub mod fake;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use api::fake::FakeEngine;
 use api::{AppState, Config};
+use fake::FakeEngine;
 use test_support::Client;
 
 pub struct Server {

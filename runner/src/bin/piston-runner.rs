@@ -1,12 +1,13 @@
-//! `piston-runner`: run a job (or a raw command) in the sandbox and print the result as JSON;
-//! `bench` prints the sandbox's start-up cost next to a plain spawn.
+//! `piston-runner`: run a command in the sandbox and print the result as JSON; `bench` prints
+//! the sandbox's start-up cost next to a plain spawn. (Piston's jobs are the job layer's: the
+//! `jobs` crate.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use runner::{JobFile, JobSpec, Limits, ProcessSpec, Runner, RunnerConfig};
+use runner::{Limits, ProcessSpec, Runner, RunnerConfig};
 
 #[derive(Parser)]
 #[command(
@@ -72,30 +73,7 @@ impl LimitArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a Piston job: compile (with --compile) then run; prints the JobResult as JSON.
-    Run {
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        limits: LimitArgs,
-        /// Package directory inside the layers (holds run, compile, environment).
-        #[arg(long)]
-        package_dir: PathBuf,
-        #[arg(long)]
-        language: String,
-        /// The package has a compile script.
-        #[arg(long)]
-        compile: bool,
-        /// File to feed as stdin.
-        #[arg(long)]
-        stdin: Option<PathBuf>,
-        /// Source files (host paths; stored in the job dir under their base names).
-        files: Vec<PathBuf>,
-        /// Arguments for the program.
-        #[arg(last = true)]
-        args: Vec<String>,
-    },
-    /// Run a raw command (absolute path inside the sandbox) in a one-stage sandbox.
+    /// Run a command (absolute path inside the sandbox) in a fresh sandbox.
     Exec {
         #[command(flatten)]
         common: Common,
@@ -132,56 +110,6 @@ fn runner(c: &Common) -> Result<Runner> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Run {
-            common,
-            limits,
-            package_dir,
-            language,
-            compile,
-            stdin,
-            files,
-            args,
-        } => {
-            let r = runner(&common)?;
-            let mut jf = Vec::new();
-            for f in &files {
-                let name = f
-                    .file_name()
-                    .with_context(|| format!("{} has no file name", f.display()))?
-                    .to_string_lossy()
-                    .into_owned();
-                let content =
-                    std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-                jf.push(JobFile {
-                    name,
-                    content,
-                    code: true,
-                });
-            }
-            if jf.is_empty() {
-                bail!("no source files given");
-            }
-            let stdin = match stdin {
-                Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
-                None => Vec::new(),
-            };
-            let job = JobSpec {
-                layers: common.layers,
-                package_dir,
-                language,
-                files: jf,
-                args,
-                stdin,
-                compile: compile.then(|| Limits {
-                    wall_timeout_ms: 10_000,
-                    cpu_time_ms: 10_000,
-                    ..limits.limits()
-                }),
-                run: limits.limits(),
-            };
-            let res = r.run_job(&job)?;
-            println!("{}", serde_json::to_string_pretty(&res)?);
-        }
         Cmd::Exec {
             common,
             limits,
@@ -191,7 +119,7 @@ fn run(cli: Cli) -> Result<()> {
             let spec = ProcessSpec {
                 argv,
                 env: vec![
-                    ("PATH".into(), r.config().path_env.clone()),
+                    ("PATH".into(), runner::DEFAULT_PATH.into()),
                     ("HOME".into(), "/tmp".into()),
                 ],
                 cwd: runner::BOX_DIR.into(),

@@ -20,7 +20,7 @@ const MAX_EXEC_SCRIPT: usize = 4096;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PackageInfo {
     /// The stages' environment: every variable exported after `environment` was sourced (in the
-    /// package directory) on top of [`crate::RunnerConfig::stage_env`], the shell's own left out.
+    /// package directory) on top of [`crate::JobsConfig::stage_env`], the shell's own left out.
     pub env: Vec<(String, String)>,
     pub compile: StageScript,
     pub run: StageScript,
@@ -215,7 +215,7 @@ for n in $(compgen -e); do printf '%s=%s\0' "$n" "${!n}"; done"#;
 /// Variables of the shell itself, not of the package.
 const SHELL_VARS: [&str; 4] = ["PWD", "OLDPWD", "SHLVL", "_"];
 
-/// The command, run inside a runtime's tree with [`crate::RunnerConfig::stage_env`], that prints
+/// The command, run inside a runtime's tree with [`crate::JobsConfig::stage_env`], that prints
 /// what [`parse_package_info`] reads.
 pub fn package_info_command(package_dir: &str) -> Vec<String> {
     vec![

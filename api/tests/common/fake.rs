@@ -18,12 +18,12 @@ use std::time::Duration;
 use ppman::Selector;
 use semver::Version;
 
-use crate::engine::{
+use api::engine::{
     ALL_REPOS, Engine, EngineError, InstallReport, InteractiveJob, JobEvent, JobOutcome,
     JobRequest, OutputStream, PackageDetail, PackageRef, PackageSummary, ProvidedLanguage,
     RepoInfo, Runtime, StageName, StageOutcome, Status, UninstallReport,
 };
-use crate::signals;
+use api::signals;
 
 /// A package of the fake repositories.
 #[derive(Debug, Clone)]
