@@ -14,8 +14,10 @@ use std::time::Duration;
 use jobs::{Event, JobFile, JobSpec, Jobs, JobsConfig, Stage};
 use runner::{Limits, Runner, RunnerConfig, Status, Stream};
 
-const UID_MIN: u32 = 63001;
-const UID_MAX: u32 = 63100;
+/// Job uids of these tests: apart from a server's (1001–1500) and the other test suites' (61001–
+/// 64100), which may run on this host at the same time.
+const UID_MIN: u32 = 65001;
+const UID_MAX: u32 = 65100;
 
 fn privileged() -> bool {
     let why = if !is_root() {
