@@ -273,7 +273,7 @@ impl Cgroups {
         let mut n = 0;
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !crate::job::name_of_dead_runner(&name, "h-") {
+            if !crate::stale::name_of_dead_runner(&name, "h-") {
                 continue;
             }
             let job = JobCgroup {

@@ -18,6 +18,7 @@ use crate::cgroup::{CgroupConfig, CgroupVersion, Cgroups};
 use crate::error::RunnerError;
 use crate::pool::{Janitor, Pool, Task};
 use crate::process::{Process, ProcessEvent, ProcessSpec, ResourceUsage, SandboxPlace, Stream};
+use crate::stale::name_of_dead_runner;
 use crate::sys;
 use crate::types::{KillReason, StageResult};
 
@@ -456,21 +457,6 @@ impl Drop for Runner {
     }
 }
 
-/// Whether `name` is `<prefix><pid>-<n>` for a pid that is neither ours nor alive: a leftover
-/// of a runner process that died without cleaning up.
-pub(crate) fn name_of_dead_runner(name: &str, prefix: &str) -> bool {
-    let Some(rest) = name.strip_prefix(prefix) else {
-        return false;
-    };
-    let Some((pid, n)) = rest.split_once('-') else {
-        return false;
-    };
-    let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u64>()) else {
-        return false;
-    };
-    pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
-}
-
 /// Unmounts and removes job directories left by dead runner processes.
 fn remove_stale_job_dirs(work_dir: &Path) -> usize {
     let Ok(rd) = fs::read_dir(work_dir) else {
@@ -734,18 +720,6 @@ mod tests {
         }
         let e = check_file_name("../x").unwrap_err().to_string();
         assert!(e.contains("leave the job directory"), "{e}");
-    }
-
-    #[test]
-    fn leftovers_of_dead_runners() {
-        let me = std::process::id();
-        assert!(!name_of_dead_runner(&format!("job-{me}-3"), "job-"));
-        assert!(!name_of_dead_runner("job-1-3", "job-"), "pid 1 is alive");
-        assert!(name_of_dead_runner("job-4194303-0", "job-"));
-        assert!(name_of_dead_runner("h-4194303-12", "h-"));
-        assert!(!name_of_dead_runner("h-4194303-12", "job-"));
-        assert!(!name_of_dead_runner("job-x-1", "job-"));
-        assert!(!name_of_dead_runner("piston-runner", "job-"));
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod pool;
 pub mod process;
 pub mod seccomp;
 mod spec;
+mod stale;
 mod sys;
 mod types;
 
