@@ -28,33 +28,33 @@ struct Common {
     /// The piston-sandbox helper (default: next to this binary).
     #[arg(long, env = "PISTON_SANDBOX_BINARY")]
     sandbox_binary: Option<PathBuf>,
-    #[arg(long, env = "PISTON_RUNNER_UID_MIN", default_value_t = 1001)]
+    #[arg(long, env = "PISTON_RUNNER_UID_MIN", default_value_t = RunnerConfig::default().uid_min)]
     uid_min: u32,
-    #[arg(long, env = "PISTON_RUNNER_UID_MAX", default_value_t = 1500)]
+    #[arg(long, env = "PISTON_RUNNER_UID_MAX", default_value_t = RunnerConfig::default().uid_max)]
     uid_max: u32,
     /// Parent cgroup (relative to the hierarchy root); default: this process's cgroup.
     #[arg(long, env = "PISTON_CGROUP_PARENT")]
     cgroup_parent: Option<String>,
     /// Helpers kept pre-spawned in their cgroup (0 = spawn per stage).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = RunnerConfig::default().warm_helpers)]
     warm_helpers: usize,
     /// Where job tmpfs mounts go.
-    #[arg(long, default_value = "/run/piston-runner")]
+    #[arg(long, default_value_os_t = RunnerConfig::default().work_dir)]
     work_dir: PathBuf,
 }
 
 #[derive(Args, Clone)]
 struct LimitArgs {
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = Limits::default().wall_timeout_ms)]
     timeout: u64,
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = Limits::default().cpu_time_ms)]
     cpu_time: u64,
     /// Bytes; omit for no limit.
     #[arg(long)]
     memory_limit: Option<u64>,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = Limits::default().max_processes)]
     max_processes: u64,
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = Limits::default().output_max_size)]
     output_max_size: u64,
 }
 
@@ -66,7 +66,7 @@ impl LimitArgs {
             memory_bytes: self.memory_limit,
             max_processes: self.max_processes,
             output_max_size: self.output_max_size,
-            ..Limits::piston_run()
+            ..Limits::default()
         }
     }
 }
