@@ -9,6 +9,8 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, symlink};
 
+use overlay_options::OverlayOptions;
+
 use super::{ctx, mark};
 use crate::spec::SandboxSpec;
 use crate::sys;
@@ -145,17 +147,17 @@ pub(crate) fn build_root(k: &dyn RootKernel, spec: &SandboxSpec) -> Result<(), S
 /// Step 2, the overlay root at `root`: read-only layers under the job's writable upper dir (on its
 /// tmpfs), and real directories to mount /proc, /dev and /tmp on.
 fn mount_overlay(k: &dyn RootKernel, spec: &SandboxSpec, root: &str) -> Result<(), String> {
-    for l in &spec.layers {
-        if l.contains([':', ',', '\\']) || !l.starts_with('/') {
-            return Err(format!("layer path not usable in overlay options: {l}"));
-        }
-    }
-    let opts = format!(
-        "lowerdir={},upperdir={}/upper,workdir={}/work,index=off,metacopy=off,redirect_dir=off",
-        spec.layers.join(":"),
-        spec.job_dir,
-        spec.job_dir
-    );
+    // Paths are escaped (`\`, `:`, `,`), so any absolute layer path can be used.
+    let opts = OverlayOptions::new(&spec.layers)
+        .upper(
+            format!("{}/upper", spec.job_dir),
+            format!("{}/work", spec.job_dir),
+        )
+        .option("index=off")
+        .option("metacopy=off")
+        .option("redirect_dir=off")
+        .build()
+        .map_err(|e| e.to_string())?;
     ctx(
         &format!("mount overlay ({opts})"),
         k.mount(
@@ -639,20 +641,34 @@ mod tests {
         );
     }
 
-    /// Layer paths the overlay options cannot carry are refused before anything is mounted
-    /// but `/` made private.
+    /// A relative layer path is refused before anything is mounted but `/` made private.
     #[test]
-    fn unusable_layer_paths_are_refused() {
-        for bad in ["relative/layer", "/a:b", "/a,b", "/a\\b"] {
+    fn relative_layer_paths_are_refused() {
+        for bad in ["relative/layer", ""] {
             let k = Recorder::default();
             let mut s = spec();
-            s.layers = vec![bad.into()];
+            s.layers.push(bad.into());
             let e = build_root(&k, &s).unwrap_err();
-            assert_eq!(
-                e,
-                format!("layer path not usable in overlay options: {bad}")
-            );
-            assert_eq!(k.calls().len(), 1, "{bad}");
+            assert_eq!(e, format!("overlay path is not absolute: {bad}"));
+            assert_eq!(k.calls().len(), 1, "{bad:?}");
         }
+    }
+
+    /// `\`, `:` and `,` in a layer path are escaped in the overlay options, as the kernel
+    /// reads them (they used to be refused).
+    #[test]
+    fn unusual_layer_paths_are_escaped() {
+        let k = Recorder::default();
+        let mut s = spec();
+        s.layers = vec!["/l/a:b".into(), "/l/c,d".into(), "/l/e\\f".into()];
+        build_root(&k, &s).unwrap();
+        let Call::Mount { data, .. } = &k.mounts()[1] else {
+            unreachable!()
+        };
+        let data = data.as_deref().unwrap();
+        assert!(
+            data.starts_with("lowerdir=/l/a\\:b:/l/c\\,d:/l/e\\\\f,upperdir="),
+            "{data}"
+        );
     }
 }
