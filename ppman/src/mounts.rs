@@ -16,6 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use overlay_options::{OverlayOptionError, OverlayOptions, split_options};
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
     fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount,
@@ -91,7 +92,8 @@ impl Mounter for SystemMounter {
                 Ok(())
             }
             _ => {
-                let options = overlay_options(lowers);
+                let options = overlay_options(lowers)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 if options.len() < CLASSIC_OPTIONS_LIMIT {
                     let data = CString::new(options).map_err(io::Error::other)?;
                     rustix::mount::mount("overlay", target, "overlay", flags, data.as_c_str())?;
@@ -140,20 +142,10 @@ impl Mounter for SystemMounter {
     }
 }
 
-/// The overlay option string for `lowers`, top-most first.
-pub fn overlay_options(lowers: &[PathBuf]) -> String {
-    let joined = lowers
-        .iter()
-        .map(|l| escape_overlay(&l.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(":");
-    format!("lowerdir={joined}")
-}
-
-fn escape_overlay(path: &str) -> String {
-    path.replace('\\', "\\\\")
-        .replace(':', "\\:")
-        .replace(',', "\\,")
+/// The overlay option string for `lowers`, top-most first (`lowerdir=…`, paths escaped as the
+/// kernel expects; see the `overlay-options` crate).
+pub fn overlay_options(lowers: &[PathBuf]) -> std::result::Result<String, OverlayOptionError> {
+    OverlayOptions::new(lowers).build()
 }
 
 /// `/sys/block/loopN/loop/backing_file` for a `/dev/loopN` source.
@@ -266,9 +258,12 @@ fn tree_mount_ok(group: &[MountEntry], lowers: &[PathBuf], plan: &Plan) -> bool 
                 && m.fstype == "squashfs"
         }
         ([m], _) => {
-            let want = overlay_options(lowers);
+            let Ok(want) = overlay_options(lowers) else {
+                return false;
+            };
+            // Split as the kernel does: an escaped comma is part of a layer's path.
             m.fstype == "overlay"
-                && (m.options.split(',').any(|o| o == want)
+                && (split_options(&m.options).any(|o| o == want)
                     || lowerdir_plus_matches(&m.options, lowers))
         }
         _ => false,
@@ -371,7 +366,7 @@ pub fn reconcile(mounter: &dyn Mounter, root: &Path, plan: &Plan) -> Result<Reco
             tracing::warn!(target = %target.display(), error = %e, "cannot mount tree");
             report.failed.push(MountFailure {
                 target: target.clone(),
-                what: overlay_options(lowers),
+                what: overlay_options(lowers).unwrap_or_else(|e| e.to_string()),
                 error: e.to_string(),
             });
             continue;
@@ -424,7 +419,7 @@ mod tests {
             Ok(())
         }
         fn mount_tree(&self, lowers: &[PathBuf], target: &Path) -> io::Result<()> {
-            let opts = overlay_options(lowers);
+            let opts = overlay_options(lowers).map_err(io::Error::other)?;
             self.calls
                 .lock()
                 .unwrap()
@@ -485,6 +480,28 @@ mod tests {
             reconcile(&fake, root, &p).unwrap().is_empty(),
             "second run changes nothing"
         );
+    }
+
+    /// Layer paths with `:` and `,` are escaped in the options, and a tree mounted with them is
+    /// recognised afterwards (the kernel shows the options as given; an escaped comma does not
+    /// end an option).
+    #[test]
+    fn escaped_layer_paths_are_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data,dir:1");
+        let fake = Fake::default();
+        let p = plan(&root);
+        reconcile(&fake, &root, &p).unwrap();
+        let calls = fake.calls.lock().unwrap().clone();
+        let escaped = format!("{}/data\\,dir\\:1", dir.path().display());
+        assert_eq!(
+            calls[2],
+            format!(
+                "tree lowerdir={escaped}/m/aaa:{escaped}/m/bbb {}/t/py@3.11.2",
+                root.display()
+            )
+        );
+        assert!(reconcile(&fake, &root, &p).unwrap().is_empty());
     }
 
     #[test]

@@ -179,7 +179,8 @@ pub fn build(
             &upper,
             &work.join("ovl-work"),
             &merged,
-        );
+        )
+        .map_err(Error::Overlay)?;
         let m = qp(&merged);
         script
             .push(&format!("touch {m}/etc/resolv.conf 2>/dev/null || true"))

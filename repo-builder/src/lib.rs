@@ -109,6 +109,8 @@ pub enum Error {
     TestJob(#[source] jobs::JobError),
     #[error("{id} has not been built yet")]
     NotBuilt { id: String },
+    #[error("cannot stack the build's layers as an overlay")]
+    Overlay(#[source] overlay_options::OverlayOptionError),
 }
 
 /// Progress of a repository build, reported by [`Builder::build`].

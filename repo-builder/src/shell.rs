@@ -5,6 +5,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use overlay_options::{OverlayOptionError, OverlayOptions};
+
 use crate::Error;
 
 /// Quotes `s` for POSIX sh.
@@ -33,14 +35,15 @@ pub struct StackScript {
 
 impl StackScript {
     /// Mounts `images` read-only under `scratch/l<i>` and an overlay of them at `merged`, with
-    /// `upper`/`work` as the writable layer, then `/proc`, `/dev`, `/sys` inside it.
+    /// `upper`/`work` as the writable layer, then `/proc`, `/dev`, `/sys` inside it. Fails when
+    /// a path cannot go into overlay options (it is relative, or holds a NUL or a newline).
     pub fn new(
         images: &[PathBuf],
         scratch: &Path,
         upper: &Path,
         work: &Path,
         merged: &Path,
-    ) -> Self {
+    ) -> Result<Self, OverlayOptionError> {
         let mut s = String::from("set -eu\nmount --make-rprivate /\n");
         let mut lowers = Vec::new();
         for (i, image) in images.iter().enumerate() {
@@ -51,25 +54,27 @@ impl StackScript {
                 d = qp(&dir),
                 img = qp(image)
             );
-            lowers.push(dir.to_string_lossy().into_owned());
+            lowers.push(dir);
         }
+        // Escaped for overlayfs first, then quoted for the shell.
+        let opts = OverlayOptions::new(&lowers)
+            .upper(upper, work)
+            .option("redirect_dir=off")
+            .option("index=off")
+            .option("metacopy=off")
+            .build()?;
         let _ = writeln!(
             s,
             "mkdir -p {m}\nmount -t overlay overlay -o {opts} {m}",
             m = qp(merged),
-            opts = quote(&format!(
-                "lowerdir={},upperdir={},workdir={},redirect_dir=off,index=off,metacopy=off",
-                lowers.join(":"),
-                upper.display(),
-                work.display()
-            ))
+            opts = quote(&opts)
         );
         let _ = writeln!(
             s,
             "mkdir -p {m}/proc {m}/dev {m}/sys\nmount -t proc proc {m}/proc\nmount --rbind /dev {m}/dev\nmount -t sysfs -o ro sysfs {m}/sys",
             m = qp(merged)
         );
-        Self { script: s }
+        Ok(Self { script: s })
     }
 
     /// Appends a line of shell.
@@ -153,5 +158,35 @@ mod tests {
         assert_eq!(quote("a b"), "'a b'");
         assert_eq!(quote("it's"), r"'it'\''s'");
         assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn the_overlay_line_escapes_for_overlayfs_then_quotes_for_sh() {
+        let p = PathBuf::from;
+        let script = StackScript::new(
+            &[p("/out/a.sqfs"), p("/out/b.sqfs")],
+            Path::new("/w/lower"),
+            Path::new("/w/up,per"),
+            Path::new("/w/ovl:work"),
+            Path::new("/w/merged"),
+        )
+        .unwrap();
+        let line = script
+            .text()
+            .lines()
+            .find(|l| l.starts_with("mount -t overlay"))
+            .unwrap();
+        assert_eq!(
+            line,
+            r"mount -t overlay overlay -o 'lowerdir=/w/lower/l0:/w/lower/l1,upperdir=/w/up\,per,workdir=/w/ovl\:work,redirect_dir=off,index=off,metacopy=off' /w/merged"
+        );
+        let relative = StackScript::new(
+            &[p("/out/a.sqfs")],
+            Path::new("lower"),
+            &p("/u"),
+            &p("/w"),
+            &p("/m"),
+        );
+        assert!(matches!(relative, Err(OverlayOptionError::Relative { .. })));
     }
 }

@@ -22,10 +22,11 @@
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, symlink};
 
 use crate::spec::{CgroupJoin, HelperReport, SandboxSpec};
 use crate::sys;
+
+mod root;
 
 const SPEC_FD: i32 = 3;
 const REPORT_FD: i32 = 4;
@@ -227,7 +228,7 @@ fn init(mut input: SpecInput, signals: &sys::SigSet, filter: &[libc::sock_filter
         fail(&format!("unshare mount namespace: {e}"));
     }
     mark(&spec, "unshare(CLONE_NEWNS)");
-    if let Err(e) = build_root(&spec) {
+    if let Err(e) = root::build_root(&root::SysKernel, &spec) {
         fail(&e);
     }
     // The report fd must not survive into the target's exec (it could forge results).
@@ -300,144 +301,6 @@ fn mark(spec: &SandboxSpec, what: &str) {
             );
         }
     }
-}
-
-/// Mounts the job's root and pivots into it. Runs as root inside the new mount namespace.
-fn build_root(spec: &SandboxSpec) -> Result<(), String> {
-    let ms = |f: libc::c_ulong| f;
-    // 1. Nothing we mount may propagate back to the host (and host mounts stop propagating in).
-    ctx(
-        "make / private",
-        sys::mount("none", "/", None, ms(libc::MS_REC | libc::MS_PRIVATE), None),
-    )?;
-    // 2. The overlay root: read-only layers under the job's writable upper dir (on its tmpfs).
-    let root = format!("{}/root", spec.job_dir);
-    for l in &spec.layers {
-        if l.contains([':', ',', '\\']) || !l.starts_with('/') {
-            return Err(format!("layer path not usable in overlay options: {l}"));
-        }
-    }
-    let opts = format!(
-        "lowerdir={},upperdir={}/upper,workdir={}/work,index=off,metacopy=off,redirect_dir=off",
-        spec.layers.join(":"),
-        spec.job_dir,
-        spec.job_dir
-    );
-    ctx(
-        &format!("mount overlay ({opts})"),
-        sys::mount(
-            "overlay",
-            &root,
-            Some("overlay"),
-            ms(libc::MS_NOSUID | libc::MS_NODEV),
-            Some(&opts),
-        ),
-    )?;
-    // Mount points must be real directories: a mount target follows symlinks, and we are
-    // still root with the host's tree reachable. (The merged root directory belongs to root,
-    // so a job cannot replace these, but a carelessly built layer could ship a symlink.)
-    for d in ["proc", "dev", "tmp"] {
-        let p = format!("{root}/{d}");
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("/{d} in the layers is not a directory")),
-            Err(_) => ctx(
-                &format!("mkdir {p}"),
-                fs::DirBuilder::new().mode(0o755).create(&p),
-            )?,
-        }
-    }
-    mark(spec, "overlay");
-    // 3. A fresh /proc: the new PID namespace's processes only.
-    ctx(
-        "mount /proc",
-        sys::mount(
-            "proc",
-            &format!("{root}/proc"),
-            Some("proc"),
-            ms(libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC),
-            None,
-        ),
-    )?;
-    mark(spec, "proc");
-    // 4. A minimal /dev on its own tmpfs, made read-only once populated.
-    let dev = format!("{root}/dev");
-    ctx(
-        "mount /dev",
-        sys::mount(
-            "tmpfs",
-            &dev,
-            Some("tmpfs"),
-            ms(libc::MS_NOSUID | libc::MS_NOEXEC),
-            Some("mode=755,size=64k,nr_inodes=64"),
-        ),
-    )?;
-    for (name, minor) in [
-        ("null", 3),
-        ("zero", 5),
-        ("full", 7),
-        ("random", 8),
-        ("urandom", 9),
-    ] {
-        let p = format!("{dev}/{name}");
-        ctx(&format!("mknod {p}"), sys::mknod_char(&p, 0o666, 1, minor))?;
-        ctx(&format!("chmod {p}"), sys::chmod(&p, 0o666))?;
-    }
-    for (name, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        ctx(
-            &format!("symlink /dev/{name}"),
-            symlink(to, format!("{dev}/{name}")),
-        )?;
-    }
-    ctx(
-        "mkdir /dev/shm",
-        fs::DirBuilder::new()
-            .mode(0o755)
-            .create(format!("{dev}/shm")),
-    )?;
-    ctx(
-        "remount /dev read-only",
-        sys::mount(
-            "none",
-            &dev,
-            None,
-            ms(libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC),
-            None,
-        ),
-    )?;
-    mark(spec, "dev");
-    // 5. Private /dev/shm and /tmp, size-limited (their pages are charged to the job's cgroup).
-    let tmp_opts = format!("mode=1777,size={}", spec.tmp_bytes.max(4096));
-    for (what, p) in [
-        ("/dev/shm", format!("{dev}/shm")),
-        ("/tmp", format!("{root}/tmp")),
-    ] {
-        ctx(
-            &format!("mount {what}"),
-            sys::mount(
-                "tmpfs",
-                &p,
-                Some("tmpfs"),
-                ms(libc::MS_NOSUID | libc::MS_NODEV),
-                Some(&tmp_opts),
-            ),
-        )?;
-    }
-    mark(spec, "shm+tmp");
-    // 6. pivot_root into the overlay and detach the old root (the host's whole mount tree).
-    ctx("chdir root", std::env::set_current_dir(&root))?;
-    ctx("pivot_root", sys::pivot_root_dot())?;
-    ctx("detach old root", sys::umount(".", libc::MNT_DETACH))?;
-    ctx("chdir /", std::env::set_current_dir("/"))?;
-    mark(spec, "pivot+detach");
-    // 7. UTS namespace: our own hostname.
-    ctx("sethostname", sys::sethostname(&spec.hostname))?;
-    Ok(())
 }
 
 /// The target's program, or why it cannot be run.
