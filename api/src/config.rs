@@ -4,7 +4,8 @@
 //! the environment, `--set run_timeout=…` on the command line. Values from every source go through
 //! the same parser, so an invalid value is refused the same way wherever it comes from, naming the
 //! option, the source and the reason. The options and their meaning are listed in `api/CONFIG.md`
-//! (kept in step with [`OPTIONS`]).
+//! (a unit test checks it against [`OPTIONS`] and `Config::default()`). The sandbox defaults
+//! are the runner's.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -89,20 +90,30 @@ impl GlobalLimits {
 }
 
 impl Default for GlobalLimits {
+    /// Piston's defaults, as the job layer and the runner define them: [`jobs::compile_limits`]
+    /// and [`runner::Limits::piston_run`] (the limits a stage does not name are the run stage's).
     fn default() -> Self {
+        let compile = jobs::compile_limits();
+        let run = runner::Limits::piston_run();
+        let memory = |bytes: Option<u64>| bytes.map_or(-1, piston_value);
         Self {
-            compile_timeout: 10_000,
-            run_timeout: 3_000,
-            compile_cpu_time: 10_000,
-            run_cpu_time: 3_000,
-            compile_memory_limit: -1,
-            run_memory_limit: -1,
-            output_max_size: 1024,
-            max_process_count: 64,
-            max_open_files: 2048,
-            max_file_size: 10_000_000,
+            compile_timeout: piston_value(compile.wall_timeout_ms),
+            run_timeout: piston_value(run.wall_timeout_ms),
+            compile_cpu_time: piston_value(compile.cpu_time_ms),
+            run_cpu_time: piston_value(run.cpu_time_ms),
+            compile_memory_limit: memory(compile.memory_bytes),
+            run_memory_limit: memory(run.memory_bytes),
+            output_max_size: piston_value(run.output_max_size),
+            max_process_count: piston_value(run.max_processes),
+            max_open_files: piston_value(run.max_open_files),
+            max_file_size: piston_value(run.max_file_size),
         }
     }
+}
+
+/// A runner limit as a Piston value (which are signed).
+fn piston_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// `PISTON_LIMIT_OVERRIDES`: language → limit key → value.
@@ -148,7 +159,10 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// Piston's defaults, but loopback; the sandbox's are the runner's
+    /// ([`runner::RunnerConfig::default`]), its gid range as large as its uid range.
     fn default() -> Self {
+        let runner = runner::RunnerConfig::default();
         Self {
             bind_address: SocketAddr::from(([127, 0, 0, 1], 2000)),
             data_directory: PathBuf::from("/var/lib/piston"),
@@ -160,12 +174,12 @@ impl Default for Config {
             max_queued_jobs: 256,
             max_body_size: 1 << 20,
             shutdown_timeout: 10_000,
-            runner_uid_min: 1001,
-            runner_uid_max: 1500,
-            runner_gid_min: 1001,
-            runner_gid_max: 1500,
-            runner_cgroup_name: "piston-runner".to_owned(),
-            runner_work_directory: PathBuf::from("/run/piston-runner"),
+            runner_uid_min: runner.uid_min,
+            runner_uid_max: runner.uid_max,
+            runner_gid_min: runner.gid_min,
+            runner_gid_max: runner.gid_min + (runner.uid_max - runner.uid_min),
+            runner_cgroup_name: runner.cgroup.name,
+            runner_work_directory: runner.work_dir,
             repo_url: None,
             repo_key: None,
         }
@@ -815,6 +829,115 @@ mod tests {
             err.contains("PISTON_DISABLE_NETWORKING") && err.contains("empty network namespace"),
             "{err}"
         );
+    }
+
+    /// Rows of `api/CONFIG.md`'s option table: (option, default), a row of `a` / `b` split in two.
+    fn documented_options() -> Vec<(String, String)> {
+        let unquote = |cell: &str| cell.trim().trim_matches('`').to_owned();
+        let mut rows = Vec::new();
+        for line in include_str!("../CONFIG.md").lines() {
+            let cells: Vec<&str> = line.splitn(4, '|').collect();
+            if cells.len() < 4 || !cells[0].is_empty() || !cells[1].trim().starts_with('`') {
+                continue;
+            }
+            let names: Vec<String> = cells[1].split(" / ").map(unquote).collect();
+            let defaults: Vec<String> = cells[2].split(" / ").map(unquote).collect();
+            assert_eq!(names.len(), defaults.len(), "CONFIG.md: {line}");
+            rows.extend(names.into_iter().zip(defaults));
+        }
+        rows
+    }
+
+    /// The value of an option that has no default text.
+    fn is_unset(config: &Config, option: &str) -> bool {
+        match option {
+            "repo_url" => config.repo_url.is_none(),
+            "repo_key" => config.repo_key.is_none(),
+            other => panic!("{other} has a default value"),
+        }
+    }
+
+    #[test]
+    fn defaults_option_table_and_config_md_agree() {
+        let defaults = Config::default();
+        defaults.validate().unwrap();
+        for option in OPTIONS {
+            if option.default == "(none)" {
+                assert!(is_unset(&defaults, option.name), "{}", option.name);
+                continue;
+            }
+            // The documented default, parsed like any value, is the default.
+            let mut parsed = Config::default();
+            parsed
+                .set(option.name, option.default, &Source::CommandLine)
+                .unwrap_or_else(|e| panic!("{}: {e}", option.name));
+            assert_eq!(
+                parsed, defaults,
+                "{}: the option table's default {:?} is not Config::default()'s",
+                option.name, option.default
+            );
+        }
+        let documented = documented_options();
+        let names = |rows: &[(String, String)]| -> Vec<String> {
+            rows.iter().map(|(name, _)| name.clone()).collect()
+        };
+        let table: Vec<(String, String)> = OPTIONS
+            .iter()
+            .map(|o| {
+                let default = if o.default == "(none)" {
+                    "none"
+                } else {
+                    o.default
+                };
+                (o.name.to_owned(), default.to_owned())
+            })
+            .collect();
+        assert_eq!(
+            names(&documented),
+            names(&table),
+            "CONFIG.md lists the options of OPTIONS, in its order"
+        );
+        for (doc, option) in documented.iter().zip(&table) {
+            assert_eq!(doc, option, "CONFIG.md's default is the option table's");
+        }
+    }
+
+    #[test]
+    fn the_sandbox_defaults_are_the_runner_s() {
+        let config = Config::default();
+        let runner = runner::RunnerConfig::default();
+        assert_eq!(
+            (config.runner_uid_min, config.runner_uid_max),
+            (runner.uid_min, runner.uid_max)
+        );
+        assert_eq!(config.runner_gid_min, runner.gid_min);
+        assert_eq!(
+            config.runner_gid_max - config.runner_gid_min,
+            config.runner_uid_max - config.runner_uid_min
+        );
+        assert_eq!(config.runner_work_directory, runner.work_dir);
+        assert_eq!(
+            config.runner_cgroup_name,
+            runner::CgroupConfig::default().name
+        );
+        let run = runner::Limits::piston_run();
+        let compile = jobs::compile_limits();
+        let limits = &config.limits;
+        assert_eq!(limits.run_timeout as u64, run.wall_timeout_ms);
+        assert_eq!(limits.compile_timeout as u64, compile.wall_timeout_ms);
+        assert_eq!(limits.run_cpu_time as u64, run.cpu_time_ms);
+        assert_eq!(limits.compile_cpu_time as u64, compile.cpu_time_ms);
+        assert_eq!(limits.max_process_count as u64, run.max_processes);
+        assert_eq!(limits.output_max_size as u64, run.output_max_size);
+        // The limits the option table holds once serve both stages alike.
+        for (c, r) in [
+            (compile.max_processes, run.max_processes),
+            (compile.max_open_files, run.max_open_files),
+            (compile.max_file_size, run.max_file_size),
+            (compile.output_max_size, run.output_max_size),
+        ] {
+            assert_eq!(c, r);
+        }
     }
 
     #[test]

@@ -35,15 +35,10 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("caused by: {cause}");
-            }
-            if error.downcast_ref::<api::config::ConfigError>().is_some() {
-                eprintln!("hint: every option is described in api/CONFIG.md");
-                return ExitCode::from(2);
-            }
-            ExitCode::FAILURE
+            let config_error = error.downcast_ref::<api::config::ConfigError>().is_some();
+            let hint = config_error.then_some("every option is described in api/CONFIG.md");
+            cli_support::report(&*error, hint);
+            cli_support::exit_code(config_error)
         }
     }
 }
@@ -64,13 +59,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
 
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log_level.as_filter()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    cli_support::init_tracing_or(config.log_level.as_filter());
 
     let engine = api::adapter::build(&config).context("cannot start the engine")?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

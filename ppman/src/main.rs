@@ -362,27 +362,18 @@ fn hint(err: &anyhow::Error) -> Option<&'static str> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    cli_support::init_tracing();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("caused by: {cause}");
-            }
-            if let Some(h) = hint(&err) {
-                eprintln!("hint: {h}");
-            }
+            cli_support::report(&*err, hint(&err));
             let user = err
                 .downcast_ref::<ppman::Error>()
                 .is_some_and(ppman::Error::is_user_error)
                 || err
                     .downcast_ref::<ppman::version::SelectorError>()
                     .is_some();
-            ExitCode::from(if user { 2 } else { 1 })
+            cli_support::exit_code(user)
         }
     }
 }

@@ -7,10 +7,11 @@ use std::fs;
 use std::io::Read;
 use std::sync::Arc;
 
-use common::{Fixture, Guard, Server, assert_clean, can_build, now, privileged};
+use common::{Fixture, Guard, assert_clean, can_build, now, privileged};
 use ppman::resolve::ResolveError;
 use ppman::schema::IndexError;
 use ppman::{Error, PackageManager, Selector};
+use test_support::StaticServer;
 
 fn sel(s: &str) -> Selector {
     Selector::parse(s).unwrap()
@@ -146,7 +147,7 @@ fn http_repository() {
     }
     let fx = two_layer_repo();
     let _guard = Guard(fx.dir.path().to_owned());
-    let server = Server::start(fx.repo());
+    let server = StaticServer::start(&fx.repo()).unwrap();
     let pm = manager(&fx, &server.url);
     install_read_uninstall(&fx, &pm);
 }
@@ -434,11 +435,11 @@ fn refuses_unknown_packages_and_bad_dependencies() {
 
 fn expect_image_refusal(
     fx: &mut Fixture,
-    tamper: impl FnOnce(&mut Fixture, &Server),
+    tamper: impl FnOnce(&mut Fixture, &StaticServer),
     check: impl FnOnce(&Error),
 ) {
     let _guard = Guard(fx.dir.path().to_owned());
-    let server = Server::start(fx.repo());
+    let server = StaticServer::start(&fx.repo()).unwrap();
     tamper(fx, &server);
     fx.publish();
     let pm = manager(fx, &server.url);
@@ -496,13 +497,7 @@ fn expect_served_image_refusal(change: impl FnOnce(&mut Vec<u8>), check: impl Fn
         .clone();
     let mut body = fs::read(fx.repo().join(&url)).unwrap();
     change(&mut body);
-    expect_image_refusal(
-        &mut fx,
-        |_, server| {
-            server.overrides.lock().unwrap().insert(url, body);
-        },
-        check,
-    );
+    expect_image_refusal(&mut fx, |_, server| server.serve_instead(&url, body), check);
 }
 
 #[test]

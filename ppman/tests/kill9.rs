@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::{Fixture, Guard, assert_clean, privileged};
 use ppman::{PackageId, PackageManager};
 use rustix::process::{Pid, Signal, kill_process_group};
+use test_support::mounts_under;
 
 fn ppman(data: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ppman"));
@@ -176,7 +177,7 @@ fn kill9_during_install_and_uninstall() {
         }
         let images: BTreeSet<&str> = installed.iter().map(|p| p.entry.sha256.as_str()).collect();
         assert_eq!(
-            common::mounts_under(&data).len(),
+            mounts_under(&data).len(),
             images.len() + installed.len(),
             "round {round}: one mount per image and per tree"
         );

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use common::{Guard, privileged};
 use ppman::mounts::{Plan, SystemMounter, overlay_options, reconcile};
+use test_support::mounts_under;
 
 #[test]
 fn many_long_layers_use_the_new_mount_api() {
@@ -49,12 +50,12 @@ fn many_long_layers_use_the_new_mount_api() {
         tree.join("only-0").exists() && tree.join("only-59").exists(),
         "every layer is visible"
     );
-    let line = common::mounts_under(&tree).join("\n");
+    let line = mounts_under(&tree).join("\n");
     eprintln!("{}", &line[..line.len().min(400)]);
     assert!(
         reconcile(&SystemMounter, &root, &plan).unwrap().is_empty(),
         "recognised as correct: {line}"
     );
     reconcile(&SystemMounter, &root, &Plan::default()).unwrap();
-    assert!(common::mounts_under(&root).is_empty());
+    assert!(mounts_under(&root).is_empty());
 }

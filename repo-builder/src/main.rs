@@ -249,21 +249,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    cli_support::init_tracing();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("caused by: {cause}");
-            }
-            if let Some(hint) = err.downcast_ref::<repo_builder::Error>().and_then(hint) {
-                eprintln!("hint: {hint}");
-            }
-            ExitCode::FAILURE
+            let hint = err.downcast_ref::<repo_builder::Error>().and_then(hint);
+            cli_support::report(&*err, hint.as_deref());
+            // repo-builder does not tell user errors from internal ones: every failure exits 1.
+            cli_support::exit_code(false)
         }
     }
 }

@@ -1,7 +1,9 @@
-//! Helpers the tests of several crates share (`api`'s tests against the fake engine, the
-//! end-to-end tests in `tests/`, the runner's sandbox tests): a small blocking HTTP client for
-//! the API, a WebSocket client ([`ws`]), starting and stopping a `piston` server process and
-//! lookups of host processes. Test code: it panics on anything unexpected.
+//! Helpers the tests of several crates share (`api`'s tests against the fake engine, ppman's
+//! and repo-builder's integration tests, the end-to-end tests in `tests/`, the runner's sandbox
+//! tests): the privileged-test rule ([`privileged`]), mount and loop-device leak checks
+//! ([`mounts`]), a static file server on loopback ([`static_server`]), a small blocking HTTP
+//! client for the API, a WebSocket client ([`ws`]), starting and stopping a `piston` server
+//! process and lookups of host processes. Test code: it panics on anything unexpected.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,7 +12,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod mounts;
+pub mod privileged;
+pub mod static_server;
 pub mod ws;
+
+pub use mounts::{
+    Mount, loop_devices_backed_by, mount_points_under, mounts_under, wait_for_no_loop_devices,
+};
+pub use privileged::{Need, current_test, gate, privileged_required, require};
+pub use static_server::StaticServer;
 
 /// A blocking HTTP client for a server at `addr`; every call returns the status and the body
 /// (any status: 4xx and 5xx are answers here, not errors).

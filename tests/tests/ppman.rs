@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use e2e::{
-    Installation, StaticServer, index_entry, loops_under, mounts_under, read_index, test_repo,
-};
+use e2e::{Installation, StaticServer, index_entry, read_index, test_repo};
 use ppman::{PackageManager, Selector};
+use test_support::{
+    loop_devices_backed_by, mount_points_under, mounts_under, wait_for_no_loop_devices,
+};
 
 /// The `ppman` binary of this build (`target/<profile>/ppman`, next to `deps/` where this test
 /// runs). `cargo test -p e2e` does not build another package's binaries.
@@ -118,14 +119,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 /// Waits a little for autoclear loop devices to go (the kernel detaches them once the last
 /// mount using them is gone, which a lazy unmount may delay).
 fn loops_gone(data: &Path) -> Vec<String> {
-    let until = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = loops_under(data);
-        if left.is_empty() || Instant::now() > until {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_no_loop_devices(data, Duration::from_secs(5))
 }
 
 /// Nothing of the data directory is mounted, no loop device points into it.
@@ -172,7 +166,7 @@ fn install_python_with_its_base_then_nothing_is_left() {
     assert!(!mounts_under(&data).is_empty());
     drop(inst);
     assert_eq!(mounts_under(&data), Vec::<String>::new());
-    assert_eq!(loops_under(&data), Vec::<String>::new());
+    assert_eq!(loop_devices_backed_by(&data), Vec::<String>::new());
 }
 
 /// The whole life of a runtime through the `ppman` command: add the repository, sync, list,
@@ -522,10 +516,7 @@ fn reconcile_rebuilds_the_mounts_after_a_simulated_reboot() {
     python_prints_42(&python.tree, &python.package_dir).expect("python runs before");
 
     // Trees (t/) before the images (m/) they stack.
-    let mut targets: Vec<PathBuf> = mounts_under(&data)
-        .iter()
-        .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
-        .collect();
+    let mut targets: Vec<PathBuf> = mount_points_under(&data);
     targets.sort_by(|a, b| b.cmp(a));
     targets.dedup();
     let installed = inst.pm.installed().unwrap();
@@ -544,10 +535,10 @@ fn reconcile_rebuilds_the_mounts_after_a_simulated_reboot() {
     let again = inst.pm.reconcile().unwrap();
     assert!(again.is_empty(), "reconcile is idempotent: {again:?}");
     assert_eq!(
-        loops_under(&data).len(),
+        loop_devices_backed_by(&data).len(),
         python.layers.len(),
         "one loop device per image: {:?}",
-        loops_under(&data)
+        loop_devices_backed_by(&data)
     );
     drop(inst);
     assert_nothing_mounted(&data);
@@ -604,7 +595,7 @@ fn concurrent_installs_from_a_local_folder_share_one_base() {
     assert_eq!(names, ["base", "gcc", "node", "python"]);
     // One image file, one mount and one loop device per package; none of a replaced file.
     assert_eq!(files_in(&pm.root().join("images")).len(), 4);
-    let loops = loops_under(data);
+    let loops = loop_devices_backed_by(data);
     assert_eq!(loops.len(), 4, "{loops:?}");
     assert!(!loops.iter().any(|l| l.ends_with("(deleted)")), "{loops:?}");
     let base_layer = &installed

@@ -1,20 +1,19 @@
-//! Test fixtures: a real signed repository with tiny squashfs images, built in code, and a tiny
-//! HTTP server that serves it (with optional tampering).
+//! Test fixtures: a real signed repository with tiny squashfs images, built in code, and the
+//! checks that nothing of a test is left mounted. The repository is served over HTTP by
+//! `test_support::StaticServer` (with optional tampering).
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ppman::schema::{BuildFileRef, CachePolicy, Index, IndexEntry, Provide, SCHEMA_VERSION};
 use semver::Version;
+use test_support::{Need, mount_points_under, mounts_under, wait_for_no_loop_devices};
 
 pub fn now() -> u64 {
     SystemTime::now()
@@ -23,44 +22,18 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
-/// Whether a test needing root, loop devices and mksquashfs can run; panics instead of skipping when
-/// `PISTON_TEST_REQUIRE_PRIVILEGED=1`.
+/// Whether a test needing root, loop devices and mksquashfs can run (the privileged-test rule:
+/// prints why not, or panics when `PISTON_TEST_REQUIRE_PRIVILEGED=1`).
 pub fn privileged(test: &str) -> bool {
-    let why = if !rustix::process::geteuid().is_root() {
-        Some("not running as root")
-    } else if !Path::new("/dev/loop-control").exists() {
-        Some("no /dev/loop-control")
-    } else if !has_mksquashfs() {
-        Some("mksquashfs (squashfs-tools) is not installed")
-    } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(why) if std::env::var("PISTON_TEST_REQUIRE_PRIVILEGED").as_deref() == Ok("1") => {
-            panic!("{test}: {why}, and PISTON_TEST_REQUIRE_PRIVILEGED=1")
-        }
-        Some(why) => {
-            eprintln!("skipping {test}: {why}");
-            false
-        }
-    }
+    test_support::require(
+        test,
+        &[Need::Root, Need::LoopDevices, Need::Program("mksquashfs")],
+    )
 }
 
 /// Whether images can be built (tests that do not mount only need this).
 pub fn can_build(test: &str) -> bool {
-    if has_mksquashfs() {
-        return true;
-    }
-    if std::env::var("PISTON_TEST_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{test}: mksquashfs is missing and PISTON_TEST_REQUIRE_PRIVILEGED=1");
-    }
-    eprintln!("skipping {test}: mksquashfs (squashfs-tools) is not installed");
-    false
-}
-
-fn has_mksquashfs() -> bool {
-    Command::new("mksquashfs").arg("-version").output().is_ok()
+    test_support::require(test, &[Need::Program("mksquashfs")])
 }
 
 /// A publishable repository in a temp dir, plus a data dir for ppman beside it.
@@ -247,88 +220,13 @@ impl Fixture {
     }
 }
 
-/// Serves `root` over HTTP on 127.0.0.1; `overrides` replaces the body of a path (tampering).
-pub struct Server {
-    pub url: String,
-    pub overrides: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-}
-
-impl Server {
-    pub fn start(root: PathBuf) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let overrides: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-        let ov = overrides.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                        break;
-                    }
-                }
-                let path = line
-                    .split(' ')
-                    .nth(1)
-                    .unwrap_or("/")
-                    .trim_start_matches('/')
-                    .to_owned();
-                let body = ov
-                    .lock()
-                    .unwrap()
-                    .get(&path)
-                    .cloned()
-                    .or_else(|| fs::read(root.join(&path)).ok());
-                let _ = match body {
-                    Some(body) => stream
-                        .write_all(
-                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
-                                .as_bytes(),
-                        )
-                        .and_then(|()| stream.write_all(&body)),
-                    None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-                };
-            }
-        });
-        Self { url, overrides }
-    }
-}
-
-/// Mounts under `dir` according to the kernel.
-pub fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = dir.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(&dir))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Loop devices backed by files under `dir`.
-pub fn loops_under(dir: &Path) -> Vec<String> {
-    let out = Command::new("losetup").arg("-a").output().unwrap();
-    let dir = dir.to_string_lossy().into_owned();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&dir))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Detaches every mount under `dir` (safety net for failing tests) and waits for autoclear loops.
 pub fn force_cleanup(dir: &Path) {
     for _ in 0..64 {
-        let m = mounts_under(dir);
-        let Some(line) = m.last() else { break };
-        let target = line.split(' ').nth(4).unwrap();
-        let _ = rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH);
+        let Some(target) = mount_points_under(dir).pop() else {
+            break;
+        };
+        let _ = rustix::mount::unmount(&target, rustix::mount::UnmountFlags::DETACH);
     }
 }
 
@@ -340,13 +238,8 @@ pub fn assert_clean(dir: &Path) {
         "mounts left: {:?}",
         mounts_under(dir)
     );
-    for _ in 0..50 {
-        if loops_under(dir).is_empty() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("loop devices left: {:?}", loops_under(dir));
+    let left = wait_for_no_loop_devices(dir, Duration::from_secs(5));
+    assert!(left.is_empty(), "loop devices left: {left:?}");
 }
 
 /// Cleans up mounts when a test ends, even by panic.

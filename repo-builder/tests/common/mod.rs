@@ -6,30 +6,21 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Whether this test can use root, namespaces, loop devices and mksquashfs. When it cannot, prints
-/// why and returns false — or panics if `PISTON_TEST_REQUIRE_PRIVILEGED=1`.
-pub fn privileged() -> bool {
-    let mut missing = Vec::new();
-    if !rustix::process::geteuid().is_root() {
-        missing.push("root".to_owned());
-    }
-    for tool in ["mksquashfs", "unsquashfs", "unshare", "mount"] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
-        if !found {
-            missing.push(tool.to_owned());
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!("needs {}", missing.join(", "));
-    if std::env::var("PISTON_TEST_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("privileged test cannot run: {why}");
-    }
-    eprintln!("skipped: {why} (set PISTON_TEST_REQUIRE_PRIVILEGED=1 to make this a failure)");
-    false
+use test_support::Need;
+
+/// Whether this test can use root, namespaces and the squashfs tools (the privileged-test rule:
+/// prints why not, or panics when `PISTON_TEST_REQUIRE_PRIVILEGED=1`).
+pub fn privileged(test: &str) -> bool {
+    test_support::require(
+        test,
+        &[
+            Need::Root,
+            Need::Program("mksquashfs"),
+            Need::Program("unsquashfs"),
+            Need::Program("unshare"),
+            Need::Program("mount"),
+        ],
+    )
 }
 
 pub fn write(path: &Path, text: &str) {
