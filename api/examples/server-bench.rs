@@ -76,11 +76,8 @@ fn main() -> std::process::ExitCode {
     match run(&Args::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("caused by: {cause}");
-            }
-            std::process::ExitCode::FAILURE
+            cli_support::report(&*error, None);
+            cli_support::exit_code(false)
         }
     }
 }

@@ -8,8 +8,9 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
+
+use test_support::{Need, TmpfsLayer};
 
 use jobs::{Event, JobFile, JobSpec, Jobs, JobsConfig, Stage};
 use runner::{Limits, Runner, RunnerConfig, Status, Stream};
@@ -19,78 +20,24 @@ use runner::{Limits, Runner, RunnerConfig, Status, Stream};
 const UID_MIN: u32 = 65001;
 const UID_MAX: u32 = 65100;
 
+/// Root and a usable cgroup hierarchy, or the test prints why and passes (fails under
+/// `PISTON_TEST_REQUIRE_PRIVILEGED=1`).
+#[track_caller]
 fn privileged() -> bool {
-    let why = if !is_root() {
-        Some("not running as root")
-    } else if !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
-        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-    {
-        Some("no usable cgroup hierarchy")
-    } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(w) => {
-            if std::env::var("PISTON_TEST_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-                panic!("privileged test cannot run: {w}");
-            }
-            eprintln!("skipping privileged test: {w}");
-            false
-        }
-    }
+    test_support::require(&test_support::current_test(), &[Need::Root, Need::Cgroups])
 }
 
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// A tmpfs mounted on a temp dir: a layer that does not overlap the host root's file system.
-struct TmpfsLayer {
-    dir: tempfile::TempDir,
-}
-
-impl TmpfsLayer {
-    fn new() -> TmpfsLayer {
-        let dir = tempfile::tempdir().unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m,mode=755", "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs layer");
-        TmpfsLayer { dir }
+/// Writes a package into `layer`: `scripts` are (name, body) pairs, made executable. Returns
+/// its directory as the sandbox sees it.
+fn package(layer: &TmpfsLayer, name: &str, scripts: &[(&str, &str)]) -> PathBuf {
+    let inside = format!("/piston/packages/{name}/1.0.0");
+    let host = layer.dir(&inside);
+    for (n, body) in scripts {
+        let p = host.join(n);
+        fs::write(&p, body).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
     }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Writes a package: `scripts` are (name, body) pairs, made executable.
-    fn package(&self, name: &str, scripts: &[(&str, &str)]) -> PathBuf {
-        let inside = PathBuf::from(format!("/piston/packages/{name}/1.0.0"));
-        let host = self.path().join(inside.strip_prefix("/").unwrap());
-        fs::create_dir_all(&host).unwrap();
-        for (n, body) in scripts {
-            let p = host.join(n);
-            fs::write(&p, body).unwrap();
-            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        inside
-    }
-}
-
-impl Drop for TmpfsLayer {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
+    PathBuf::from(inside)
 }
 
 struct Env {
@@ -130,7 +77,8 @@ impl Env {
     }
 
     fn bash_pkg(&self) -> PathBuf {
-        self.layer.package(
+        package(
+            &self.layer,
             "bash",
             &[
                 ("run", "bash \"$@\"\n"),
@@ -194,7 +142,8 @@ fn the_run_stage_follows_piston_conventions() {
 fn package_environment_is_evaluated_once_and_follows_changes() {
     let Some(e) = env() else { return };
     let env_file = "export GREETING=\"hi from $PISTON_LANGUAGE in $PWD\"\nNOT_EXPORTED=1\n";
-    let pkg = e.layer.package(
+    let pkg = package(
+        &e.layer,
         "envtest",
         &[
             ("run", "echo \"$GREETING/${NOT_EXPORTED:-unset}/$(pwd)\"\n"),
@@ -233,9 +182,7 @@ fn stage_scripts_run_under_the_shell_their_first_line_names() {
     let Some(e) = env() else { return };
     let which = "readlink /proc/$$/exe\n";
     let sh = format!("#!/bin/sh\n{which}");
-    let pkg = e
-        .layer
-        .package("shelltest", &[("compile", which), ("run", &sh)]);
+    let pkg = package(&e.layer, "shelltest", &[("compile", which), ("run", &sh)]);
     let mut job = e.job("", limits());
     job.package_dir = pkg.clone();
     job.compile = Some(limits());
@@ -279,7 +226,8 @@ fn plain_exec_scripts_start_the_program_directly() {
     std::os::unix::fs::symlink("/usr/bin/bash", bin.join("bash")).unwrap();
 
     let show = "echo \"$(tr '\\0' ' ' < /proc/$$/cmdline)| ppid $PPID | $PWD\"\n";
-    let pkg = e.layer.package(
+    let pkg = package(
+        &e.layer,
         "exectest",
         &[
             ("compile", "#!/bin/sh\n# compile\nexec bash \"$1\"\n"),
@@ -335,7 +283,8 @@ fn plain_exec_scripts_start_the_program_directly() {
 #[test]
 fn c_compile_then_run_uses_the_artefact() {
     let Some(e) = env() else { return };
-    let pkg = e.layer.package(
+    let pkg = package(
+        &e.layer,
         "c",
         &[
             ("compile", "gcc -O0 -o a.out \"$@\"\n"),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use test_support::host_processes_with;
+use test_support::{Need, TmpfsLayer, host_processes_with, loop_devices_backed_by, mounts_under};
 
 use runner::{
     BoxFile, KillReason, Limits, ProcessEvent, ProcessSpec, Runner, RunnerConfig, RunnerError,
@@ -21,73 +21,11 @@ use runner::{
 const UID_MIN: u32 = 62001;
 const UID_MAX: u32 = 62100;
 
+/// Root and a usable cgroup hierarchy, or the test prints why and passes (fails under
+/// `PISTON_TEST_REQUIRE_PRIVILEGED=1`).
+#[track_caller]
 fn privileged() -> bool {
-    let why = if !nix_is_root() {
-        Some("not running as root")
-    } else if !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
-        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-    {
-        Some("no usable cgroup hierarchy")
-    } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(w) => {
-            if std::env::var("PISTON_TEST_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-                panic!("privileged test cannot run: {w}");
-            }
-            eprintln!("skipping privileged test: {w}");
-            false
-        }
-    }
-}
-
-fn nix_is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// A tmpfs mounted on a temp dir: a layer that does not overlap the host root's file system
-/// (overlayfs refuses lower dirs nested inside another lower dir of the same file system).
-struct TmpfsLayer {
-    dir: tempfile::TempDir,
-}
-
-impl TmpfsLayer {
-    fn new() -> TmpfsLayer {
-        let dir = tempfile::tempdir().unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m,mode=755", "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs layer");
-        TmpfsLayer { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Makes the directory `inside` (absolute, as the sandbox sees it) in this layer.
-    fn dir(&self, inside: &str) -> PathBuf {
-        let host = self.path().join(inside.trim_start_matches('/'));
-        fs::create_dir_all(&host).unwrap();
-        host
-    }
-}
-
-impl Drop for TmpfsLayer {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
+    test_support::require(&test_support::current_test(), &[Need::Root, Need::Cgroups])
 }
 
 /// A bash script with its files, arguments and stdin.
@@ -700,11 +638,7 @@ fn many_jobs_leave_nothing_behind() {
         _work,
     } = e;
     drop(runner);
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(&*work.to_string_lossy()),
-        "job mounts left:\n{mounts}"
-    );
+    assert_eq!(mounts_under(&work), Vec::<String>::new(), "job mounts left");
     assert_eq!(fs::read_dir(&work).unwrap().count(), 0, "job dirs left");
     // Ours all ran `sleep 1000`; no other test uses it.
     assert!(host_processes_with("sleep 1000").is_empty());
@@ -729,16 +663,8 @@ fn many_jobs_leave_nothing_behind() {
     }
     // The runner never attaches loop devices; none may point into what this test used (other
     // programs on the machine may attach their own meanwhile).
-    let loops = Command::new("losetup")
-        .arg("-a")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    for l in loops.lines() {
-        assert!(
-            !l.contains(&*work.to_string_lossy()) && !l.contains(&*layer.path().to_string_lossy()),
-            "{l}"
-        );
+    for dir in [&work, &layer.path().to_path_buf()] {
+        assert_eq!(loop_devices_backed_by(dir), Vec::<String>::new());
     }
     drop(layer);
 }
@@ -977,8 +903,7 @@ fn a_dead_server_leaves_a_job_that_still_ends_and_is_cleaned_up_later() {
         ..RunnerConfig::default()
     };
     let runner = Runner::new(cfg).unwrap();
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&*jobs.to_string_lossy()), "{mounts}");
+    assert_eq!(mounts_under(&jobs), Vec::<String>::new());
     assert_eq!(fs::read_dir(&jobs).unwrap().count(), 0);
     let own = fs::read_to_string("/proc/self/cgroup").unwrap();
     let pids_rel = own
@@ -1025,10 +950,10 @@ fn cgroup_v2_clone_into_cgroup() {
     } else if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
         (PathBuf::from("/sys/fs/cgroup/unified"), false)
     } else {
-        if std::env::var("PISTON_TEST_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-            panic!("no cgroup v2 hierarchy mounted");
-        }
-        eprintln!("skipping: no cgroup v2 hierarchy mounted");
+        test_support::gate(
+            "cgroup_v2_clone_into_cgroup",
+            &["a cgroup v2 hierarchy".to_owned()],
+        );
         return;
     };
     let Some(e) = env_with(|c| {

@@ -1,7 +1,7 @@
 //! Helpers the tests of several crates share (`api`'s tests against the fake engine, ppman's
 //! and repo-builder's integration tests, the end-to-end tests in `tests/`, the runner's sandbox
 //! tests): the privileged-test rule ([`privileged`]), mount and loop-device leak checks
-//! ([`mounts`]), a static file server on loopback ([`static_server`]), a small blocking HTTP
+//! ([`mounts`]), a tmpfs scratch layer for sandbox tests ([`layer`]), a static file server on loopback ([`static_server`]), a small blocking HTTP
 //! client for the API, a WebSocket client ([`ws`]), starting and stopping a `piston` server
 //! process and lookups of host processes. Test code: it panics on anything unexpected.
 
@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod layer;
 pub mod mounts;
 pub mod privileged;
 pub mod static_server;
 pub mod ws;
 
+pub use layer::TmpfsLayer;
 pub use mounts::{
     Mount, loop_devices_backed_by, mount_points_under, mounts_under, wait_for_no_loop_devices,
 };

@@ -5,11 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use test_support::{StaticServer, host_processes_with, mounts_under};
-
-/// `test_support::loop_devices_backed_by` by its former name here, for `tests/tests/runner.rs`
-/// until it uses that.
-pub use test_support::loop_devices_backed_by as loops_under;
+pub use test_support::{StaticServer, host_processes_with, loop_devices_backed_by, mounts_under};
 
 /// Whether a privileged end-to-end test can run: root, and the repository that `scripts/test.sh`
 /// builds (`PISTON_TEST_REPO`). When it cannot, prints why and returns `None` — or panics when

@@ -187,36 +187,24 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    cli_support::init_tracing();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            for c in e.chain().skip(1) {
-                eprintln!("caused by: {c}");
-            }
-            if e.chain()
-                .any(|c| c.to_string().contains("must run as root"))
-            {
-                eprintln!("hint: run as root (sudo), the sandbox mounts and creates namespaces");
-            } else if e
+            let runner_error = e
                 .chain()
-                .any(|c| c.to_string().contains("helper not found"))
-            {
-                eprintln!("hint: build it with `cargo build -p runner` or pass --sandbox-binary");
-            }
-            ExitCode::from(
-                if e.chain()
-                    .any(|c| c.downcast_ref::<runner::RunnerError>().is_some())
-                {
-                    2
-                } else {
-                    1
-                },
-            )
+                .find_map(|c| c.downcast_ref::<runner::RunnerError>());
+            let hint = match runner_error {
+                Some(runner::RunnerError::NotRoot) => {
+                    Some("run as root (sudo), the sandbox mounts and creates namespaces")
+                }
+                Some(runner::RunnerError::HelperMissing { .. }) => {
+                    Some("build it with `cargo build -p runner` or pass --sandbox-binary")
+                }
+                _ => None,
+            };
+            cli_support::report(&*e, hint);
+            cli_support::exit_code(runner_error.is_some())
         }
     }
 }
