@@ -155,187 +155,233 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let pm = PackageManager::open(&cli.data_dir)?.with_progress(Arc::new(CliProgress::new()));
     match cli.command {
         Command::Repo { command } => match command {
-            RepoCommand::Add { name, url, key } => {
-                let key_text = if std::path::Path::new(&key).is_file() {
-                    std::fs::read_to_string(&key)
-                        .with_context(|| format!("reading key file {key}"))?
-                } else {
-                    key
-                };
-                pm.repo_add(&name, &url, &key_text)?;
-                println!("added repository {name} ({url}); run `ppman sync {name}`");
-            }
-            RepoCommand::List => {
-                for r in pm.repos()? {
-                    let synced = r.index_version.map_or("never synced".to_owned(), |v| {
-                        format!("index version {v}, {} packages", r.packages)
-                    });
-                    println!("{}\t{}\t{synced}", r.name, r.url);
-                }
-            }
-            RepoCommand::Remove { name } => {
-                pm.repo_remove(&name)?;
-                println!("removed repository {name}");
-            }
+            RepoCommand::Add { name, url, key } => repo_add(&pm, &name, &url, key),
+            RepoCommand::List => repo_list(&pm),
+            RepoCommand::Remove { name } => repo_remove(&pm, &name),
         },
-        Command::Sync { repo } => {
-            for r in pm.sync(repo.as_deref())? {
-                let from = r.previous.map_or(String::new(), |p| format!(" (was {p})"));
-                println!(
-                    "{}: index version {}{from}, {} packages",
-                    r.repo, r.version, r.packages
-                );
-            }
-        }
+        Command::Sync { repo } => sync(&pm, repo.as_deref()),
         Command::List {
             installed: true, ..
-        } => {
-            for p in pm.installed()? {
-                let langs: Vec<&str> = p
-                    .entry
-                    .provides
-                    .iter()
-                    .map(|l| l.language.as_str())
-                    .collect();
-                let how = if p.root { "" } else { " (dependency)" };
-                println!(
-                    "{} {}\t{}\t{}{how}",
-                    p.entry.name,
-                    p.entry.version,
-                    langs.join(","),
-                    p.tree.display()
-                );
+        } => list_installed(&pm),
+        Command::List { repo, .. } => list_available(&pm, repo.as_deref()),
+        Command::Info { package, repo } => info(&pm, &package, repo.as_deref()),
+        Command::Install { packages, repo } => install(&pm, &packages, repo.as_deref()),
+        Command::Uninstall { packages, cascade } => uninstall(&pm, &packages, cascade),
+        Command::Gc => gc(&pm),
+        Command::Verify => verify(&pm),
+        Command::Reconcile => reconcile(&pm),
+    }
+}
+
+/// `repo add`: the key is a file's content when `key` names a file.
+fn repo_add(pm: &PackageManager, name: &str, url: &str, key: String) -> anyhow::Result<()> {
+    let key_text = if std::path::Path::new(&key).is_file() {
+        std::fs::read_to_string(&key).with_context(|| format!("reading key file {key}"))?
+    } else {
+        key
+    };
+    pm.repo_add(name, url, &key_text)?;
+    println!("added repository {name} ({url}); run `ppman sync {name}`");
+    Ok(())
+}
+
+/// `repo list`: name, url and what was last synced.
+fn repo_list(pm: &PackageManager) -> anyhow::Result<()> {
+    for r in pm.repos()? {
+        let synced = r.index_version.map_or("never synced".to_owned(), |v| {
+            format!("index version {v}, {} packages", r.packages)
+        });
+        println!("{}\t{}\t{synced}", r.name, r.url);
+    }
+    Ok(())
+}
+
+/// `repo remove`.
+fn repo_remove(pm: &PackageManager, name: &str) -> anyhow::Result<()> {
+    pm.repo_remove(name)?;
+    println!("removed repository {name}");
+    Ok(())
+}
+
+/// `sync`: each repository's new index version.
+fn sync(pm: &PackageManager, repo: Option<&str>) -> anyhow::Result<()> {
+    for r in pm.sync(repo)? {
+        let from = r.previous.map_or(String::new(), |p| format!(" (was {p})"));
+        println!(
+            "{}: index version {}{from}, {} packages",
+            r.repo, r.version, r.packages
+        );
+    }
+    Ok(())
+}
+
+/// `list --installed`: `NAME VERSION<TAB>LANGUAGES<TAB>TREE[ (dependency)]` (scripts parse it).
+fn list_installed(pm: &PackageManager) -> anyhow::Result<()> {
+    for p in pm.installed()? {
+        let langs: Vec<&str> = p
+            .entry
+            .provides
+            .iter()
+            .map(|l| l.language.as_str())
+            .collect();
+        let how = if p.root { "" } else { " (dependency)" };
+        println!(
+            "{} {}\t{}\t{}{how}",
+            p.entry.name,
+            p.entry.version,
+            langs.join(","),
+            p.tree.display()
+        );
+    }
+    Ok(())
+}
+
+/// `list`: the repositories' packages, `*` for installed ones.
+fn list_available(pm: &PackageManager, repo: Option<&str>) -> anyhow::Result<()> {
+    for p in pm.available(repo)? {
+        let mark = if p.installed { "*" } else { " " };
+        println!(
+            "{mark} {}/{} {}\t{}",
+            p.repo, p.entry.name, p.entry.version, p.entry.description
+        );
+    }
+    Ok(())
+}
+
+/// `info`: everything known about one package.
+fn info(pm: &PackageManager, package: &str, repo: Option<&str>) -> anyhow::Result<()> {
+    let (name, selector) = split_request(package)?;
+    let i = pm.info(&name, &selector, repo)?;
+    let e = &i.entry;
+    println!("name:         {}", e.name);
+    println!("version:      {}", e.version);
+    println!("repository:   {}", i.repo);
+    println!("installed:    {}", i.installed);
+    println!("author:       {}", e.author);
+    println!("description:  {}", e.description);
+    let langs: Vec<String> = e
+        .provides
+        .iter()
+        .map(|p| {
+            if p.aliases.is_empty() {
+                p.language.clone()
+            } else {
+                format!("{} ({})", p.language, p.aliases.join(", "))
             }
+        })
+        .collect();
+    println!("languages:    {}", langs.join("; "));
+    println!("compiled:     {}", e.compiled);
+    println!("size:         {} bytes", e.size);
+    println!("sha256:       {}", e.sha256);
+    let deps: Vec<String> = e
+        .dependencies
+        .iter()
+        .map(|(n, s)| format!("{n} {s}"))
+        .collect();
+    println!("dependencies: {}", deps.join(", "));
+    if !i.resolved_deps.is_empty() {
+        let r: Vec<String> = i.resolved_deps.iter().map(ToString::to_string).collect();
+        println!("resolved:     {}", r.join(", "));
+    }
+    if !i.dependents.is_empty() {
+        let r: Vec<String> = i.dependents.iter().map(ToString::to_string).collect();
+        println!("needed by:    {}", r.join(", "));
+    }
+    println!("download:     {}", i.download_url);
+    println!(
+        "build files:  {} (sha256 {})",
+        i.build_file_url, e.build_file.sha256
+    );
+    Ok(())
+}
+
+/// `install`: every request resolved together, dependencies included.
+fn install(pm: &PackageManager, packages: &[String], repo: Option<&str>) -> anyhow::Result<()> {
+    let requests = packages
+        .iter()
+        .map(|p| split_request(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let outcome = pm.install_many(&requests, repo)?;
+    for p in &outcome.added {
+        println!("added {} (from {})", p.id, p.repo);
+    }
+    for p in &outcome.roots {
+        println!("installed {}", p.id);
+    }
+    Ok(())
+}
+
+/// `uninstall`, one request after the other.
+fn uninstall(pm: &PackageManager, packages: &[String], cascade: bool) -> anyhow::Result<()> {
+    for p in packages {
+        let (name, selector) = split_request(p)?;
+        for p in pm.uninstall(&name, &selector, cascade)?.removed {
+            println!("removed {}", p.id);
         }
-        Command::List { repo, .. } => {
-            for p in pm.available(repo.as_deref())? {
-                let mark = if p.installed { "*" } else { " " };
-                println!(
-                    "{mark} {}/{} {}\t{}",
-                    p.repo, p.entry.name, p.entry.version, p.entry.description
-                );
-            }
+    }
+    Ok(())
+}
+
+/// `gc`: what is no longer needed, removed.
+fn gc(pm: &PackageManager) -> anyhow::Result<()> {
+    let r = pm.gc()?;
+    for id in &r.packages {
+        println!("removed {id}");
+    }
+    println!(
+        "removed {} packages, {} files ({} bytes), {} mounts",
+        r.packages.len(),
+        r.files.len(),
+        r.freed_bytes,
+        r.unmounted.len()
+    );
+    Ok(())
+}
+
+/// `verify`: every installed image against its sha256.
+fn verify(pm: &PackageManager) -> anyhow::Result<()> {
+    let problems = pm.verify()?;
+    for p in &problems {
+        match &p.actual {
+            Some(actual) => println!(
+                "{}: {} has sha256 {actual}, expected {}",
+                p.package,
+                p.path.display(),
+                p.expected
+            ),
+            None => println!("{}: {} is missing", p.package, p.path.display()),
         }
-        Command::Info { package, repo } => {
-            let (name, selector) = split_request(&package)?;
-            let i = pm.info(&name, &selector, repo.as_deref())?;
-            let e = &i.entry;
-            println!("name:         {}", e.name);
-            println!("version:      {}", e.version);
-            println!("repository:   {}", i.repo);
-            println!("installed:    {}", i.installed);
-            println!("author:       {}", e.author);
-            println!("description:  {}", e.description);
-            let langs: Vec<String> = e
-                .provides
-                .iter()
-                .map(|p| {
-                    if p.aliases.is_empty() {
-                        p.language.clone()
-                    } else {
-                        format!("{} ({})", p.language, p.aliases.join(", "))
-                    }
-                })
-                .collect();
-            println!("languages:    {}", langs.join("; "));
-            println!("compiled:     {}", e.compiled);
-            println!("size:         {} bytes", e.size);
-            println!("sha256:       {}", e.sha256);
-            let deps: Vec<String> = e
-                .dependencies
-                .iter()
-                .map(|(n, s)| format!("{n} {s}"))
-                .collect();
-            println!("dependencies: {}", deps.join(", "));
-            if !i.resolved_deps.is_empty() {
-                let r: Vec<String> = i.resolved_deps.iter().map(ToString::to_string).collect();
-                println!("resolved:     {}", r.join(", "));
-            }
-            if !i.dependents.is_empty() {
-                let r: Vec<String> = i.dependents.iter().map(ToString::to_string).collect();
-                println!("needed by:    {}", r.join(", "));
-            }
-            println!("download:     {}", i.download_url);
-            println!(
-                "build files:  {} (sha256 {})",
-                i.build_file_url, e.build_file.sha256
-            );
-        }
-        Command::Install { packages, repo } => {
-            let requests = packages
-                .iter()
-                .map(|p| split_request(p))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let outcome = pm.install_many(&requests, repo.as_deref())?;
-            for p in &outcome.added {
-                println!("added {} (from {})", p.id, p.repo);
-            }
-            for p in &outcome.roots {
-                println!("installed {}", p.id);
-            }
-        }
-        Command::Uninstall { packages, cascade } => {
-            for p in packages {
-                let (name, selector) = split_request(&p)?;
-                for p in pm.uninstall(&name, &selector, cascade)?.removed {
-                    println!("removed {}", p.id);
-                }
-            }
-        }
-        Command::Gc => {
-            let r = pm.gc()?;
-            for id in &r.packages {
-                println!("removed {id}");
-            }
-            println!(
-                "removed {} packages, {} files ({} bytes), {} mounts",
-                r.packages.len(),
-                r.files.len(),
-                r.freed_bytes,
-                r.unmounted.len()
-            );
-        }
-        Command::Verify => {
-            let problems = pm.verify()?;
-            for p in &problems {
-                match &p.actual {
-                    Some(actual) => println!(
-                        "{}: {} has sha256 {actual}, expected {}",
-                        p.package,
-                        p.path.display(),
-                        p.expected
-                    ),
-                    None => println!("{}: {} is missing", p.package, p.path.display()),
-                }
-            }
-            if !problems.is_empty() {
-                anyhow::bail!(
-                    "{} installed images are damaged; uninstall and reinstall them",
-                    problems.len()
-                );
-            }
-            println!("all installed images match their sha256");
-        }
-        Command::Reconcile => {
-            let r = pm.reconcile()?;
-            println!(
-                "mounted {}, unmounted {}",
-                r.mounted.len(),
-                r.unmounted.len()
-            );
-            for f in &r.failed {
-                println!(
-                    "cannot mount {} on {}: {}",
-                    f.what,
-                    f.target.display(),
-                    f.error
-                );
-            }
-            if let Some(first) = r.failed.first() {
-                return Err(anyhow::Error::new(first.to_error())
-                    .context(format!("{} mounts could not be made", r.failed.len())));
-            }
-        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "{} installed images are damaged; uninstall and reinstall them",
+            problems.len()
+        );
+    }
+    println!("all installed images match their sha256");
+    Ok(())
+}
+
+/// `reconcile`: the mounts rebuilt from the state file (after a reboot).
+fn reconcile(pm: &PackageManager) -> anyhow::Result<()> {
+    let r = pm.reconcile()?;
+    println!(
+        "mounted {}, unmounted {}",
+        r.mounted.len(),
+        r.unmounted.len()
+    );
+    for f in &r.failed {
+        println!(
+            "cannot mount {} on {}: {}",
+            f.what,
+            f.target.display(),
+            f.error
+        );
+    }
+    if let Some(first) = r.failed.first() {
+        return Err(anyhow::Error::new(first.to_error())
+            .context(format!("{} mounts could not be made", r.failed.len())));
     }
     Ok(())
 }
