@@ -11,25 +11,7 @@ use std::path::{Path, PathBuf};
 
 use overlay_options::{OverlayOptions, split_lowerdir, split_options};
 use rustix::mount::{MountFlags, UnmountFlags};
-
-fn privileged(test: &str) -> bool {
-    let root = fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false);
-    if root {
-        return true;
-    }
-    if std::env::var("PISTON_TEST_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{test} cannot run: not running as root");
-    }
-    eprintln!("skipping {test}: not running as root (mounts need CAP_SYS_ADMIN)");
-    false
-}
+use test_support::Need;
 
 /// Detaches a mount when dropped.
 struct Mounted(PathBuf);
@@ -40,38 +22,18 @@ impl Drop for Mounted {
     }
 }
 
-/// Undoes the octal escapes (`\040`, `\054`, `\134`, …) of a `/proc/self/mountinfo` field.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = |j: usize| b.get(j).is_some_and(|c| (b'0'..=b'7').contains(c));
-        if b[i] == b'\\' && octal(i + 1) && octal(i + 2) && octal(i + 3) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
 /// The super-block options of the mount at `target`, as the kernel shows them.
 fn mount_options(target: &Path) -> String {
-    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let line = table
-        .lines()
-        .rfind(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == target.to_str())
-        .expect("the overlay is in the mount table");
-    let (_, right) = line.split_once(" - ").unwrap();
-    unescape_mountinfo(right.split(' ').nth(2).unwrap())
+    test_support::mounts::mounts()
+        .into_iter()
+        .rfind(|m| m.mount_point == target)
+        .expect("the overlay is in the mount table")
+        .super_options
 }
 
 #[test]
 fn escaped_paths_mount_and_read_back() {
-    if !privileged("escaped_paths_mount_and_read_back") {
+    if !test_support::require("escaped_paths_mount_and_read_back", &[Need::Root]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

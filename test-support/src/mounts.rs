@@ -37,17 +37,15 @@ impl Mount {
     /// Whether the mount concerns `path`: its mount point, its source or one of its overlay
     /// directories (`lowerdir`, `upperdir`, `workdir`) lies at or under `path`.
     pub fn involves(&self, path: &Path) -> bool {
-        let overlay_dirs = self
-            .super_options
-            .split(',')
+        let overlay_dirs = overlay_options::split_options(&self.super_options)
             .filter_map(|o| o.split_once('='))
             .filter(|(key, _)| matches!(*key, "lowerdir" | "lowerdir+" | "upperdir" | "workdir"))
-            .flat_map(|(_, dirs)| dirs.split(':'));
+            .flat_map(|(_, dirs)| overlay_options::split_lowerdir(dirs));
         self.mount_point.starts_with(path)
             || Path::new(&self.source).starts_with(path)
             || overlay_dirs
                 .into_iter()
-                .any(|d| Path::new(d).starts_with(path))
+                .any(|d| Path::new(&d).starts_with(path))
     }
 }
 
