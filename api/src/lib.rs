@@ -8,13 +8,15 @@
 //! * [`config`]: options, sources and validation (documented in `api/CONFIG.md`);
 //! * [`engine`]: the seam and its data types;
 //! * [`job`]: request validation and limit resolution;
-//! * [`server`]: router, errors, graceful shutdown; [`v2`], [`v3`], [`ws`]: the routes;
+//! * [`server`]: router, middleware, graceful shutdown; [`v2`], [`v3`], [`ws`]: the routes;
+//! * [`http`]: what the routes share (state, error answers, JSON bodies);
 //! * [`gate`]: concurrency limit and bounded queue; [`metrics`]: Prometheus; [`openapi`].
 
 pub mod adapter;
 pub mod config;
 pub mod engine;
 pub mod gate;
+pub mod http;
 pub mod job;
 pub mod metrics;
 pub mod openapi;
@@ -26,4 +28,5 @@ pub mod ws;
 
 pub use config::Config;
 pub use engine::Engine;
-pub use server::{AppState, router, serve};
+pub use http::AppState;
+pub use server::{router, serve};

@@ -15,8 +15,8 @@ use tracing::Instrument;
 use ppman::Selector;
 
 use crate::engine::{ALL_REPOS, EngineError, JobOutcome, StageOutcome, Status};
+use crate::http::{ApiError, AppState, blocking, json_response, read_json};
 use crate::job;
-use crate::server::{ApiError, AppState, blocking, json_response, read_json};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -33,8 +33,8 @@ use tracing::Instrument;
 use crate::engine::{
     InteractiveJob, JobEvent, OutputStream, StageName, StageOutcome, Status, error_chain,
 };
+use crate::http::AppState;
 use crate::job;
-use crate::server::AppState;
 use crate::signals;
 
 /// How long a client has to send `init`.
