@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -33,6 +33,7 @@ use tracing::Instrument;
 use crate::engine::{
     InteractiveJob, JobEvent, OutputStream, StageName, StageOutcome, Status, error_chain,
 };
+use crate::gate::JobKind;
 use crate::http::AppState;
 use crate::job;
 use crate::signals;
@@ -142,21 +143,13 @@ async fn session(socket: WebSocket, state: AppState) {
         }
     };
     job.stdin.clear();
-    let slot = match state.gate.enter().await {
-        Ok(slot) => slot,
+    let (slot, record) = match state.gate.admit(JobKind::Interactive, &job).await {
+        Ok(admitted) => admitted,
         Err(busy) => {
             notify_error(&mut sink, &busy.to_string()).await;
             return;
         }
     };
-    let span = tracing::info_span!(
-        "job",
-        id = %uuid::Uuid::new_v4(),
-        kind = "interactive",
-        language = %job.runtime.language,
-        version = %job.runtime.version,
-    );
-    let started = Instant::now();
     let language = job.runtime.language.clone();
     let version = job.runtime.version.to_string();
     let limit = job.run.output_max_size;
@@ -165,10 +158,10 @@ async fn session(socket: WebSocket, state: AppState) {
     let handle = match tokio::task::spawn_blocking(move || engine.start(job)).await {
         Ok(Ok(handle)) => Arc::<dyn InteractiveJob>::from(handle),
         Ok(Err(error)) => {
-            span.in_scope(|| tracing::error!(error = %error_chain(&error), "cannot start job"));
-            state
-                .metrics
-                .job_finished("interactive", "error", started.elapsed());
+            record
+                .span()
+                .in_scope(|| tracing::error!(error = %error_chain(&error), "cannot start job"));
+            record.failed();
             notify_error(
                 &mut sink,
                 &format!("the job could not start: {}", error_chain(&error)),
@@ -196,14 +189,11 @@ async fn session(socket: WebSocket, state: AppState) {
         Arc::clone(&handle),
         (compile_limit, limit),
     )
-    .instrument(span.clone())
+    .instrument(record.span().clone())
     .await;
     drop(handle);
     drop(slot);
-    state
-        .metrics
-        .job_finished("interactive", &outcome, started.elapsed());
-    span.in_scope(|| tracing::info!(%outcome, ms = started.elapsed().as_millis() as u64, "interactive job done"));
+    record.finished(&outcome);
 }
 
 /// Accumulates bytes and hands out the longest complete UTF-8 prefix.
