@@ -1,11 +1,16 @@
 //! Admission control: at most `max_concurrent_jobs` jobs run at once, at most `max_queued_jobs`
 //! wait for a slot; anything past that is refused at once (503) instead of growing a backlog.
+//! An admitted job also gets its span and clock here ([`Gate::admit`]), and its end is recorded
+//! in one place ([`JobRecord`]), for `/execute` and WebSocket jobs alike.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Span;
 
+use crate::engine::JobRequest;
 use crate::metrics::Metrics;
 
 /// The job slots.
@@ -91,9 +96,81 @@ impl Gate {
         Ok(self.slot(permit))
     }
 
+    /// Admits `job`: a slot as [`Gate::enter`] gives it, then the job's span (`job`, with a fresh
+    /// `id`, the `kind`, `language` and `version`) and its clock.
+    pub async fn admit(&self, kind: JobKind, job: &JobRequest) -> Result<(Slot, JobRecord), Busy> {
+        let slot = self.enter().await?;
+        let span = tracing::info_span!(
+            "job",
+            id = %uuid::Uuid::new_v4(),
+            kind = kind.as_str(),
+            language = %job.runtime.language,
+            version = %job.runtime.version,
+        );
+        let record = JobRecord {
+            kind,
+            span,
+            started: Instant::now(),
+            metrics: Arc::clone(&self.metrics),
+        };
+        Ok((slot, record))
+    }
+
     /// Waits until every running job has released its slot.
     pub async fn drain(&self) {
         let _all = self.slots.acquire_many(self.max_running as u32).await;
+    }
+}
+
+/// What a job is, in its span and in the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// `POST /api/v2/execute`.
+    Execute,
+    /// A job of a WebSocket session.
+    Interactive,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Execute => "execute",
+            Self::Interactive => "interactive",
+        }
+    }
+}
+
+/// An admitted job's span and clock, and the one place its end is recorded. Dropped without
+/// [`JobRecord::failed`] or [`JobRecord::finished`], it records nothing.
+pub struct JobRecord {
+    kind: JobKind,
+    span: Span,
+    started: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl JobRecord {
+    /// The job's span: the job's own work and logs go in it.
+    pub fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// The job could not run: counted with the outcome `error` (the caller logs why).
+    pub fn failed(self) {
+        self.metrics
+            .job_finished(self.kind.as_str(), "error", self.started.elapsed());
+    }
+
+    /// The job ran: counted with `outcome` (see [`Metrics::job_finished`]) and logged in its span.
+    pub fn finished(self, outcome: &str) {
+        let elapsed = self.started.elapsed();
+        self.metrics
+            .job_finished(self.kind.as_str(), outcome, elapsed);
+        let ms = elapsed.as_millis() as u64;
+        self.span.in_scope(|| match self.kind {
+            JobKind::Execute => tracing::info!(%outcome, ms, "job done"),
+            JobKind::Interactive => tracing::info!(%outcome, ms, "interactive job done"),
+        });
     }
 }
 

@@ -5,6 +5,8 @@
 //! body; invalid base64 or hex is decoded leniently into garbage; a non-string `stdin` crashes), this
 //! answers 400 with a message, after all of Piston's own checks so that their order is unchanged.
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -129,7 +131,32 @@ pub fn validate(
     let empty = Value::Object(serde_json::Map::new());
     let body = if body.is_object() { body } else { &empty };
 
-    // 1-3: the required fields.
+    let (language, version, files) = required_fields(body)?;
+    check_file_contents(files)?;
+    let runtime = find_runtime(runtimes, language, version)
+        .ok_or_else(|| invalid(format!("{language}-{version} runtime is unknown")))?;
+    check_code_files(runtime, files)?;
+    let limit = |key: &str| effective_limit(global, overrides, runtime, key);
+    let requested = requested_limits(body, &limit)?;
+
+    // This server's own checks.
+    let stdin = stdin(body)?;
+    let args = args(body)?;
+    let files = decode_files(files, runtime)?;
+    Ok(JobRequest {
+        runtime: runtime.clone(),
+        files,
+        args,
+        stdin,
+        compile: runtime
+            .compiled
+            .then(|| stage_limits("compile", &requested, &limit)),
+        run: stage_limits("run", &requested, &limit),
+    })
+}
+
+/// Piston's checks 1-3: `language`, `version` and `files`.
+fn required_fields(body: &Value) -> Result<(&str, &str, &[Value]), Invalid> {
     let language = string_field(body, "language")
         .ok_or_else(|| invalid("language is required as a string"))?;
     let version =
@@ -138,8 +165,11 @@ pub fn validate(
         .get("files")
         .and_then(Value::as_array)
         .ok_or_else(|| invalid("files is required as an array"))?;
+    Ok((language, version, files))
+}
 
-    // 4: every file has string content.
+/// Piston's check 4: every file has string content.
+fn check_file_contents(files: &[Value]) -> Result<(), Invalid> {
     for (i, file) in files.iter().enumerate() {
         if file.get("content").and_then(Value::as_str).is_none() {
             return Err(invalid(format!(
@@ -147,22 +177,28 @@ pub fn validate(
             )));
         }
     }
+    Ok(())
+}
 
-    // 5: the runtime.
-    let runtime = find_runtime(runtimes, language, version)
-        .ok_or_else(|| invalid(format!("{language}-{version} runtime is unknown")))?;
-
-    // 6: at least one code file (encoding absent or utf8), except for the `file` language.
+/// Piston's check 6 (5 is the runtime): at least one code file (encoding absent or utf8), except
+/// for the `file` language.
+fn check_code_files(runtime: &Runtime, files: &[Value]) -> Result<(), Invalid> {
     let is_utf8 = |f: &Value| {
         falsy(f.get("encoding")) || f.get("encoding").and_then(Value::as_str) == Some("utf8")
     };
     if runtime.language != "file" && !files.iter().any(is_utf8) {
         return Err(invalid("files must include at least one utf8 encoded file"));
     }
+    Ok(())
+}
 
-    // 7: request limits against the effective ones.
-    let limit = |key: &str| effective_limit(global, overrides, runtime, key);
-    let mut requested = std::collections::BTreeMap::new();
+/// Piston's check 7: the limits the request asks for, against the effective ones (`limit`), by
+/// name (`run_timeout`, …).
+fn requested_limits(
+    body: &Value,
+    limit: &impl Fn(&str) -> i64,
+) -> Result<BTreeMap<String, f64>, Invalid> {
+    let mut requested = BTreeMap::new();
     for constraint in ["memory_limit", "timeout", "cpu_time"] {
         for stage in ["compile", "run"] {
             let name = format!("{stage}_{constraint}");
@@ -187,8 +223,11 @@ pub fn validate(
             requested.insert(name, number);
         }
     }
+    Ok(requested)
+}
 
-    // This server's own checks: stdin, args, file names and contents.
+/// `stdin`: a string, or absent; it always ends with a newline, as in Piston.
+fn stdin(body: &Value) -> Result<Vec<u8>, Invalid> {
     let mut stdin = match body.get("stdin") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
@@ -197,8 +236,13 @@ pub fn validate(
     if !stdin.ends_with('\n') {
         stdin.push('\n');
     }
-    let args = match body.get("args") {
-        None | Some(Value::Null) => Vec::new(),
+    Ok(stdin.into_bytes())
+}
+
+/// `args`: strings (numbers and booleans are written out), or absent.
+fn args(body: &Value) -> Result<Vec<String>, Invalid> {
+    match body.get("args") {
+        None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
@@ -207,9 +251,13 @@ pub fn validate(
                 Value::Bool(b) => Ok(b.to_string()),
                 _ => Err(invalid("args must be an array of strings")),
             })
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err(invalid("args must be an array of strings")),
-    };
+            .collect(),
+        Some(_) => Err(invalid("args must be an array of strings")),
+    }
+}
+
+/// The files, named, normalised and decoded; two files may not have the same name.
+fn decode_files(files: &[Value], runtime: &Runtime) -> Result<Vec<JobFile>, Invalid> {
     let mut job_files = Vec::with_capacity(files.len());
     for (i, file) in files.iter().enumerate() {
         let name = match file.get("name") {
@@ -246,33 +294,31 @@ pub fn validate(
             )));
         }
     }
+    Ok(job_files)
+}
 
-    let stage = |stage: &str| {
-        let pick = |constraint: &str| {
-            let name = format!("{stage}_{constraint}");
-            requested.get(&name).copied().unwrap_or(limit(&name) as f64)
-        };
-        let millis = |v: f64| v.max(0.0).ceil() as u64;
-        let memory = pick("memory_limit");
-        StageLimits {
-            wall_timeout_ms: millis(pick("timeout")),
-            cpu_time_ms: millis(pick("cpu_time")),
-            memory_bytes: (memory >= 0.0).then_some(memory as u64),
-            max_processes: limit("max_process_count").max(1) as u64,
-            max_open_files: limit("max_open_files").max(1) as u64,
-            max_file_size: limit("max_file_size").max(0) as u64,
-            output_max_size: limit("output_max_size").max(0) as u64,
-        }
+/// The limits of `stage` (`compile` or `run`): what the request asked for, else the effective
+/// limit.
+fn stage_limits(
+    stage: &str,
+    requested: &BTreeMap<String, f64>,
+    limit: &impl Fn(&str) -> i64,
+) -> StageLimits {
+    let pick = |constraint: &str| {
+        let name = format!("{stage}_{constraint}");
+        requested.get(&name).copied().unwrap_or(limit(&name) as f64)
     };
-
-    Ok(JobRequest {
-        runtime: runtime.clone(),
-        files: job_files,
-        args,
-        stdin: stdin.into_bytes(),
-        compile: runtime.compiled.then(|| stage("compile")),
-        run: stage("run"),
-    })
+    let millis = |v: f64| v.max(0.0).ceil() as u64;
+    let memory = pick("memory_limit");
+    StageLimits {
+        wall_timeout_ms: millis(pick("timeout")),
+        cpu_time_ms: millis(pick("cpu_time")),
+        memory_bytes: (memory >= 0.0).then_some(memory as u64),
+        max_processes: limit("max_process_count").max(1) as u64,
+        max_open_files: limit("max_open_files").max(1) as u64,
+        max_file_size: limit("max_file_size").max(0) as u64,
+        output_max_size: limit("output_max_size").max(0) as u64,
+    }
 }
 
 #[cfg(test)]

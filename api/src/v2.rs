@@ -1,8 +1,6 @@
 //! Piston's `/api/v2` routes, wire-compatible: same fields, defaults, validation order, messages and
 //! status codes (see the module docs of [`crate::job`] for where this deliberately differs).
 
-use std::time::Instant;
-
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -15,8 +13,9 @@ use tracing::Instrument;
 use ppman::Selector;
 
 use crate::engine::{ALL_REPOS, EngineError, JobOutcome, StageOutcome, Status};
+use crate::gate::JobKind;
+use crate::http::{ApiError, AppState, blocking, json_response, read_json};
 use crate::job;
-use crate::server::{ApiError, AppState, blocking, json_response, read_json};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -106,15 +105,17 @@ async fn execute(
         &state.config.limit_overrides,
     )
     .map_err(|e| ApiError::bad_request(e.0))?;
-    let slot = state.gate.enter().await.map_err(|busy| {
-        tracing::warn!(%busy, "job refused");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, busy.to_string())
-    })?;
+    let (slot, record) = state
+        .gate
+        .admit(JobKind::Execute, &job)
+        .await
+        .map_err(|busy| {
+            tracing::warn!(%busy, "job refused");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, busy.to_string())
+        })?;
     let language = job.runtime.language.clone();
     let version = job.runtime.version.to_string();
-    let span = tracing::info_span!("job", id = %uuid::Uuid::new_v4(), kind = "execute", %language, %version);
     let engine = state.engine.clone();
-    let started = Instant::now();
     let result = async {
         tracing::debug!(files = job.files.len(), "running");
         // The slot moves into the blocking task: a client that hangs up does not free it while
@@ -126,25 +127,19 @@ async fn execute(
         })
         .await
     }
-    .instrument(span.clone())
+    .instrument(record.span().clone())
     .await;
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(error) => {
-            state
-                .metrics
-                .job_finished("execute", "error", started.elapsed());
-            let _entered = span.enter();
-            return Err(ApiError::internal("the job could not run", &error));
+            let error = record
+                .span()
+                .in_scope(|| ApiError::internal("the job could not run", &error));
+            record.failed();
+            return Err(error);
         }
     };
-    let label = outcome_label(&outcome);
-    state
-        .metrics
-        .job_finished("execute", &label, started.elapsed());
-    span.in_scope(
-        || tracing::info!(outcome = %label, ms = started.elapsed().as_millis() as u64, "job done"),
-    );
+    record.finished(&outcome_label(&outcome));
 
     let mut response = Map::new();
     response.insert("language".to_owned(), json!(language));

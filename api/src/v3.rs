@@ -32,8 +32,8 @@ use ppman::Selector;
 
 use crate::config::LIMIT_KEYS;
 use crate::engine::EngineError;
+use crate::http::{ApiError, AppState, blocking, json_response};
 use crate::job::effective_limit;
-use crate::server::{ApiError, AppState, blocking, json_response};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

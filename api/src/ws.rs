@@ -17,9 +17,10 @@
 //! * `exit` messages also carry `status` and `message` when the stage has them;
 //! * output is cut into `data` messages on UTF-8 character boundaries.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -33,8 +34,9 @@ use tracing::Instrument;
 use crate::engine::{
     InteractiveJob, JobEvent, OutputStream, StageName, StageOutcome, Status, error_chain,
 };
+use crate::gate::{JobKind, JobRecord, Slot};
+use crate::http::AppState;
 use crate::job;
-use crate::server::AppState;
 use crate::signals;
 
 /// How long a client has to send `init`.
@@ -99,111 +101,439 @@ fn kind(value: &Value) -> &str {
     value.get("type").and_then(Value::as_str).unwrap_or("")
 }
 
-async fn session(socket: WebSocket, state: AppState) {
-    let (mut sink, mut stream) = socket.split();
-    let deadline = tokio::time::Instant::now() + INIT_TIMEOUT;
-    let init = loop {
-        let message = match tokio::time::timeout_at(deadline, stream.next()).await {
-            Err(_) => {
-                close(&mut sink, 4001, "Initialization Timeout").await;
-                return;
+/// Where a session is. Each phase is handled by one method of [`Session`], which returns the next;
+/// [`session`] loops until [`Phase::Closed`].
+enum Phase {
+    /// No `init` yet: the client has until the deadline to send it.
+    AwaitingInit(tokio::time::Instant),
+    /// `init` arrived: validate it, enter the gate, start the job, announce the runtime.
+    Starting(Value),
+    /// The job runs: one job event or client message at a time.
+    Running(Box<Job>),
+    /// The job is done, or the session ends before it.
+    Ending(Box<Job>, End),
+    /// Nothing left to do.
+    Closed,
+}
+
+/// How a running job's session ends.
+enum End {
+    /// The job sent all its events: close 4999 "Job Completed".
+    Completed,
+    /// The session ends before the job: kill it, then close with the code and reason (none when
+    /// the client is gone).
+    Aborted(Option<(u16, &'static str)>),
+}
+
+async fn session(socket: WebSocket, app: AppState) {
+    let (sink, stream) = socket.split();
+    let mut session = Session { sink, stream, app };
+    let mut phase = Phase::AwaitingInit(tokio::time::Instant::now() + INIT_TIMEOUT);
+    loop {
+        phase = match phase {
+            Phase::AwaitingInit(deadline) => session.await_init(deadline).await,
+            Phase::Starting(init) => session.start(&init).await,
+            Phase::Running(job) => {
+                let span = job.record.span().clone();
+                session.forward(job).instrument(span).await
             }
-            Ok(message) => message,
+            Phase::Ending(job, end) => {
+                let span = job.record.span().clone();
+                session.end(*job, end).instrument(span).await
+            }
+            Phase::Closed => return,
+        };
+    }
+}
+
+/// The connection and the server's state.
+struct Session {
+    sink: Sink,
+    stream: SplitStream<WebSocket>,
+    app: AppState,
+}
+
+/// A started job: its slot and record, the threads that feed it and read it, and the accounting
+/// of its output and outcome.
+struct Job {
+    handle: Arc<dyn InteractiveJob>,
+    slot: Slot,
+    record: JobRecord,
+    /// Fed by a blocking thread waiting on the job; ends with [`JobEvent::Done`].
+    events: mpsc::Receiver<JobEvent>,
+    /// Tells that thread to stop.
+    stop: Arc<AtomicBool>,
+    /// To the stdin writer thread; dropping it ends the thread.
+    control: std::sync::mpsc::Sender<Control>,
+    compile_limit: u64,
+    run_limit: u64,
+    /// The current stage's output.
+    output: StageOutput,
+    /// The metrics outcome of the last stage that exited.
+    last_status: String,
+    compile_failed: bool,
+}
+
+enum Control {
+    Write(Vec<u8>),
+    Eof,
+}
+
+impl Session {
+    /// [`Phase::AwaitingInit`]: one client message, or the timeout (4001). `data` and `signal`
+    /// before `init` close with 4003; unknown types and non-text frames are ignored.
+    async fn await_init(&mut self, deadline: tokio::time::Instant) -> Phase {
+        let Ok(message) = tokio::time::timeout_at(deadline, self.stream.next()).await else {
+            close(&mut self.sink, 4001, "Initialization Timeout").await;
+            return Phase::Closed;
         };
         match decode(message) {
-            Incoming::Closed => return,
-            Incoming::Ignore => {}
+            Incoming::Closed => Phase::Closed,
+            Incoming::Ignore => Phase::AwaitingInit(deadline),
             Incoming::Invalid(message) => {
-                notify_error(&mut sink, &message).await;
-                return;
+                notify_error(&mut self.sink, &message).await;
+                Phase::Closed
             }
             Incoming::Json(value) => match kind(&value) {
-                "init" => break value,
+                "init" => Phase::Starting(value),
                 "data" | "signal" => {
-                    close(&mut sink, 4003, "Not yet initialized").await;
-                    return;
+                    close(&mut self.sink, 4003, "Not yet initialized").await;
+                    Phase::Closed
                 }
-                _ => {}
+                _ => Phase::AwaitingInit(deadline),
             },
         }
-    };
-
-    let runtimes = state.engine.runtimes();
-    let mut job = match job::validate(
-        &init,
-        &runtimes,
-        &state.config.limits,
-        &state.config.limit_overrides,
-    ) {
-        Ok(job) => job,
-        Err(invalid) => {
-            notify_error(&mut sink, &invalid.0).await;
-            return;
-        }
-    };
-    job.stdin.clear();
-    let slot = match state.gate.enter().await {
-        Ok(slot) => slot,
-        Err(busy) => {
-            notify_error(&mut sink, &busy.to_string()).await;
-            return;
-        }
-    };
-    let span = tracing::info_span!(
-        "job",
-        id = %uuid::Uuid::new_v4(),
-        kind = "interactive",
-        language = %job.runtime.language,
-        version = %job.runtime.version,
-    );
-    let started = Instant::now();
-    let language = job.runtime.language.clone();
-    let version = job.runtime.version.to_string();
-    let limit = job.run.output_max_size;
-    let compile_limit = job.compile.map_or(limit, |c| c.output_max_size);
-    let engine = Arc::clone(&state.engine);
-    let handle = match tokio::task::spawn_blocking(move || engine.start(job)).await {
-        Ok(Ok(handle)) => Arc::<dyn InteractiveJob>::from(handle),
-        Ok(Err(error)) => {
-            span.in_scope(|| tracing::error!(error = %error_chain(&error), "cannot start job"));
-            state
-                .metrics
-                .job_finished("interactive", "error", started.elapsed());
-            notify_error(
-                &mut sink,
-                &format!("the job could not start: {}", error_chain(&error)),
-            )
-            .await;
-            return;
-        }
-        Err(join) => {
-            notify_error(&mut sink, &format!("the job could not start: {join}")).await;
-            return;
-        }
-    };
-    if !send_json(
-        &mut sink,
-        json!({ "type": "runtime", "language": language, "version": version }),
-    )
-    .await
-    {
-        let _ = handle.signal(SIGKILL);
-        return;
     }
-    let outcome = run(
-        &mut sink,
-        &mut stream,
-        Arc::clone(&handle),
-        (compile_limit, limit),
-    )
-    .instrument(span.clone())
-    .await;
-    drop(handle);
-    drop(slot);
-    state
-        .metrics
-        .job_finished("interactive", &outcome, started.elapsed());
-    span.in_scope(|| tracing::info!(%outcome, ms = started.elapsed().as_millis() as u64, "interactive job done"));
+
+    /// [`Phase::Starting`]: the checks of `/execute` (an invalid request or a full queue is an
+    /// `error` message and 4002), then the job starts and `runtime` goes out.
+    async fn start(&mut self, init: &Value) -> Phase {
+        let runtimes = self.app.engine.runtimes();
+        let mut job = match job::validate(
+            init,
+            &runtimes,
+            &self.app.config.limits,
+            &self.app.config.limit_overrides,
+        ) {
+            Ok(job) => job,
+            Err(invalid) => {
+                notify_error(&mut self.sink, &invalid.0).await;
+                return Phase::Closed;
+            }
+        };
+        job.stdin.clear();
+        let (slot, record) = match self.app.gate.admit(JobKind::Interactive, &job).await {
+            Ok(admitted) => admitted,
+            Err(busy) => {
+                notify_error(&mut self.sink, &busy.to_string()).await;
+                return Phase::Closed;
+            }
+        };
+        let language = job.runtime.language.clone();
+        let version = job.runtime.version.to_string();
+        let run_limit = job.run.output_max_size;
+        let compile_limit = job.compile.map_or(run_limit, |c| c.output_max_size);
+        let engine = Arc::clone(&self.app.engine);
+        let handle = match tokio::task::spawn_blocking(move || engine.start(job)).await {
+            Ok(Ok(handle)) => Arc::<dyn InteractiveJob>::from(handle),
+            Ok(Err(error)) => {
+                record
+                    .span()
+                    .in_scope(|| tracing::error!(error = %error_chain(&error), "cannot start job"));
+                record.failed();
+                notify_error(
+                    &mut self.sink,
+                    &format!("the job could not start: {}", error_chain(&error)),
+                )
+                .await;
+                return Phase::Closed;
+            }
+            Err(join) => {
+                notify_error(&mut self.sink, &format!("the job could not start: {join}")).await;
+                return Phase::Closed;
+            }
+        };
+        if !send_json(
+            &mut self.sink,
+            json!({ "type": "runtime", "language": language, "version": version }),
+        )
+        .await
+        {
+            let _ = handle.signal(SIGKILL);
+            return Phase::Closed;
+        }
+        Phase::Running(Box::new(Job::new(
+            handle,
+            slot,
+            record,
+            (compile_limit, run_limit),
+        )))
+    }
+
+    /// [`Phase::Running`]: forwards one job event to the client or one client message to the job.
+    async fn forward(&mut self, mut job: Box<Job>) -> Phase {
+        let step = tokio::select! {
+            event = job.events.recv() => match event {
+                Some(event) => self.on_event(&mut job, event).await,
+                None => ControlFlow::Break(End::Completed),
+            },
+            message = self.stream.next() => self.on_message(&job, decode(message)).await,
+        };
+        match step {
+            ControlFlow::Continue(()) => Phase::Running(job),
+            ControlFlow::Break(end) => Phase::Ending(job, end),
+        }
+    }
+
+    /// A job event: `stage`, `data` (within the output limit; past it the job is killed) and
+    /// `exit` messages. The session ends with the job, or when the client cannot be written to.
+    async fn on_event(&mut self, job: &mut Job, event: JobEvent) -> ControlFlow<End> {
+        let gone = ControlFlow::Break(End::Aborted(None));
+        match event {
+            JobEvent::Stage(stage) => {
+                let limit = if stage == StageName::Compile {
+                    job.compile_limit
+                } else {
+                    job.run_limit
+                };
+                job.output = StageOutput::new(limit);
+                if !send_json(
+                    &mut self.sink,
+                    json!({ "type": "stage", "stage": stage.as_str() }),
+                )
+                .await
+                {
+                    return gone;
+                }
+            }
+            JobEvent::Output { stream, data } => {
+                let output = &mut job.output;
+                let i = index(stream);
+                let room = output.limit.saturating_sub(output.written[i]);
+                let take = (data.len() as u64).min(room) as usize;
+                output.written[i] += take as u64;
+                let text = output.carry[i].push(&data[..take]);
+                if !text.is_empty()
+                    && !send_json(
+                        &mut self.sink,
+                        json!({ "type": "data", "stream": stream.as_str(), "data": text }),
+                    )
+                    .await
+                {
+                    return gone;
+                }
+                if take < data.len() && output.exceeded.is_none() {
+                    output.exceeded = Some(if i == 0 { Status::OL } else { Status::EL });
+                    tracing::info!(
+                        stream = stream.as_str(),
+                        limit = output.limit,
+                        "output limit exceeded; killing"
+                    );
+                    job.signal(SIGKILL);
+                }
+            }
+            JobEvent::Exit { stage, outcome } => {
+                for (i, name) in [(0, "stdout"), (1, "stderr")] {
+                    let rest = job.output.carry[i].flush();
+                    if !rest.is_empty() {
+                        send_json(
+                            &mut self.sink,
+                            json!({ "type": "data", "stream": name, "data": rest }),
+                        )
+                        .await;
+                    }
+                }
+                let message = exit_message(stage, &outcome, job.output.exceeded);
+                if stage == StageName::Compile && !outcome.succeeded() {
+                    job.compile_failed = true;
+                }
+                job.last_status = job
+                    .output
+                    .exceeded
+                    .or(outcome.status)
+                    .map_or_else(|| "ok".to_owned(), |s| s.as_str().to_owned());
+                if !send_json(&mut self.sink, message).await {
+                    return gone;
+                }
+            }
+            JobEvent::Done => return ControlFlow::Break(End::Completed),
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A client message while the job runs: `data` goes to stdin, `signal` to the program; a
+    /// second `init` (4000), another stream (4004), a bad signal (4005) or a bad message (4002)
+    /// ends the session.
+    async fn on_message(&mut self, job: &Job, message: Incoming) -> ControlFlow<End> {
+        let abort = |code, reason| ControlFlow::Break(End::Aborted(Some((code, reason))));
+        let value = match message {
+            Incoming::Closed => return ControlFlow::Break(End::Aborted(None)),
+            Incoming::Ignore => return ControlFlow::Continue(()),
+            Incoming::Invalid(message) => {
+                send_json(
+                    &mut self.sink,
+                    json!({ "type": "error", "message": message }),
+                )
+                .await;
+                return abort(4002, "Notified Error");
+            }
+            Incoming::Json(value) => value,
+        };
+        match kind(&value) {
+            "init" => return abort(4000, "Already Initialized"),
+            "data" => {
+                if value.get("stream").and_then(Value::as_str) != Some("stdin") {
+                    return abort(4004, "Can only write to stdin");
+                }
+                match value.get("data") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(text)) => {
+                        let _ = job.control.send(Control::Write(text.clone().into_bytes()));
+                    }
+                    Some(_) => {
+                        send_json(
+                            &mut self.sink,
+                            json!({ "type": "error", "message": "data must be a string" }),
+                        )
+                        .await;
+                        return abort(4002, "Notified Error");
+                    }
+                }
+                if value.get("eof").and_then(Value::as_bool) == Some(true) {
+                    let _ = job.control.send(Control::Eof);
+                }
+            }
+            "signal" => {
+                let number = value
+                    .get("signal")
+                    .and_then(Value::as_str)
+                    .and_then(signals::number);
+                let Some(number) = number else {
+                    return abort(4005, "Invalid signal");
+                };
+                tracing::info!(signal = number, "signal from client");
+                job.signal(number);
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// [`Phase::Ending`]: stops the job's threads, closes the connection, frees the slot and
+    /// records the outcome.
+    async fn end(&mut self, job: Job, end: End) -> Phase {
+        job.stop.store(true, Ordering::Relaxed);
+        let Job {
+            handle,
+            slot,
+            record,
+            control,
+            last_status,
+            compile_failed,
+            ..
+        } = job;
+        drop(control);
+        let outcome = match end {
+            End::Completed => {
+                close(&mut self.sink, 4999, "Job Completed").await;
+                if compile_failed {
+                    "compile_error".to_owned()
+                } else {
+                    last_status
+                }
+            }
+            End::Aborted(code) => {
+                // Dropping the handle cleans up.
+                let _ = kill(Arc::clone(&handle), SIGKILL).await;
+                if let Some((code, reason)) = code {
+                    close(&mut self.sink, code, reason).await;
+                }
+                "aborted".to_owned()
+            }
+        };
+        drop(handle);
+        drop(slot);
+        record.finished(&outcome);
+        Phase::Closed
+    }
+}
+
+impl Job {
+    /// Starts the threads around `handle`: one waits on the job's events and feeds a bounded
+    /// channel; one writes stdin in order without blocking the session (signals bypass it).
+    fn new(
+        handle: Arc<dyn InteractiveJob>,
+        slot: Slot,
+        record: JobRecord,
+        (compile_limit, run_limit): (u64, u64),
+    ) -> Self {
+        let (events_tx, events) = mpsc::channel::<JobEvent>(64);
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let handle = Arc::clone(&handle);
+            let stop = Arc::clone(&stop);
+            tokio::task::spawn_blocking(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match handle.next_event(Duration::from_millis(100)) {
+                        Ok(None) => {}
+                        Ok(Some(event)) => {
+                            let done = event == JobEvent::Done;
+                            if events_tx.blocking_send(event).is_err() || done {
+                                return;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::error!(error = %error_chain(&error), "job event failed");
+                            let _ = events_tx.blocking_send(JobEvent::Done);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        let (control, control_rx) = std::sync::mpsc::channel::<Control>();
+        {
+            let handle = Arc::clone(&handle);
+            tokio::task::spawn_blocking(move || {
+                for control in control_rx {
+                    let result = match control {
+                        Control::Write(data) => handle.write_stdin(&data),
+                        Control::Eof => handle.close_stdin(),
+                    };
+                    if let Err(error) = result {
+                        tracing::debug!(error = %error_chain(&error), "stdin not delivered");
+                    }
+                }
+            });
+        }
+        Self {
+            handle,
+            slot,
+            record,
+            events,
+            stop,
+            control,
+            compile_limit,
+            run_limit,
+            output: StageOutput::new(run_limit),
+            last_status: String::from("ok"),
+            compile_failed: false,
+        }
+    }
+
+    /// Sends signal `number` to the program from a blocking thread.
+    fn signal(&self, number: i32) -> tokio::task::JoinHandle<()> {
+        kill(Arc::clone(&self.handle), number)
+    }
+}
+
+/// Sends signal `number` to `handle`'s program from a blocking thread.
+fn kill(handle: Arc<dyn InteractiveJob>, number: i32) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = handle.signal(number) {
+            tracing::debug!(error = %error_chain(&error), "signal not delivered");
+        }
+    })
 }
 
 /// Accumulates bytes and hands out the longest complete UTF-8 prefix.
@@ -271,186 +601,6 @@ fn index(stream: OutputStream) -> usize {
     match stream {
         OutputStream::Stdout => 0,
         OutputStream::Stderr => 1,
-    }
-}
-
-enum Control {
-    Write(Vec<u8>),
-    Eof,
-}
-
-/// Forwards events to the client and client messages to the job until the job is done or the
-/// session ends. Returns the metrics outcome.
-async fn run(
-    sink: &mut Sink,
-    stream: &mut SplitStream<WebSocket>,
-    handle: Arc<dyn InteractiveJob>,
-    (compile_limit, run_limit): (u64, u64),
-) -> String {
-    // Events: a blocking thread waits on the job and feeds a bounded channel.
-    let (events_tx, mut events) = mpsc::channel::<JobEvent>(64);
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let handle = Arc::clone(&handle);
-        let stop = Arc::clone(&stop);
-        tokio::task::spawn_blocking(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match handle.next_event(Duration::from_millis(100)) {
-                    Ok(None) => {}
-                    Ok(Some(event)) => {
-                        let done = event == JobEvent::Done;
-                        if events_tx.blocking_send(event).is_err() || done {
-                            return;
-                        }
-                    }
-                    Err(error) => {
-                        tracing::error!(error = %error_chain(&error), "job event failed");
-                        let _ = events_tx.blocking_send(JobEvent::Done);
-                        return;
-                    }
-                }
-            }
-        });
-    }
-    // Stdin: one writer thread keeps writes in order and never blocks this task; signals bypass it.
-    let (control_tx, control_rx) = std::sync::mpsc::channel::<Control>();
-    {
-        let handle = Arc::clone(&handle);
-        tokio::task::spawn_blocking(move || {
-            for control in control_rx {
-                let result = match control {
-                    Control::Write(data) => handle.write_stdin(&data),
-                    Control::Eof => handle.close_stdin(),
-                };
-                if let Err(error) = result {
-                    tracing::debug!(error = %error_chain(&error), "stdin not delivered");
-                }
-            }
-        });
-    }
-    let signal = |n: i32| {
-        let handle = Arc::clone(&handle);
-        tokio::task::spawn_blocking(move || {
-            if let Err(error) = handle.signal(n) {
-                tracing::debug!(error = %error_chain(&error), "signal not delivered");
-            }
-        })
-    };
-
-    let mut output = StageOutput::new(run_limit);
-    let mut last_status = String::from("ok");
-    let mut compile_failed = false;
-    let finished: Result<(), (u16, &'static str)> = loop {
-        tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else { break Ok(()) };
-                match event {
-                    JobEvent::Stage(stage) => {
-                        output = StageOutput::new(if stage == StageName::Compile { compile_limit } else { run_limit });
-                        if !send_json(sink, json!({ "type": "stage", "stage": stage.as_str() })).await {
-                            break Err((0, ""));
-                        }
-                    }
-                    JobEvent::Output { stream, data } => {
-                        let i = index(stream);
-                        let room = output.limit.saturating_sub(output.written[i]);
-                        let take = (data.len() as u64).min(room) as usize;
-                        output.written[i] += take as u64;
-                        let text = output.carry[i].push(&data[..take]);
-                        if !text.is_empty()
-                            && !send_json(sink, json!({ "type": "data", "stream": stream.as_str(), "data": text })).await
-                        {
-                            break Err((0, ""));
-                        }
-                        if take < data.len() && output.exceeded.is_none() {
-                            output.exceeded = Some(if i == 0 { Status::OL } else { Status::EL });
-                            tracing::info!(stream = stream.as_str(), limit = output.limit, "output limit exceeded; killing");
-                            signal(SIGKILL);
-                        }
-                    }
-                    JobEvent::Exit { stage, outcome } => {
-                        for (i, name) in [(0, "stdout"), (1, "stderr")] {
-                            let rest = output.carry[i].flush();
-                            if !rest.is_empty() {
-                                send_json(sink, json!({ "type": "data", "stream": name, "data": rest })).await;
-                            }
-                        }
-                        let message = exit_message(stage, &outcome, output.exceeded);
-                        if stage == StageName::Compile && !outcome.succeeded() {
-                            compile_failed = true;
-                        }
-                        last_status = output
-                            .exceeded
-                            .or(outcome.status)
-                            .map_or_else(|| "ok".to_owned(), |s| s.as_str().to_owned());
-                        if !send_json(sink, message).await {
-                            break Err((0, ""));
-                        }
-                    }
-                    JobEvent::Done => break Ok(()),
-                }
-            }
-            message = stream.next() => {
-                match decode(message) {
-                    Incoming::Closed => break Err((0, "")),
-                    Incoming::Ignore => {}
-                    Incoming::Invalid(message) => {
-                        send_json(sink, json!({ "type": "error", "message": message })).await;
-                        break Err((4002, "Notified Error"));
-                    }
-                    Incoming::Json(value) => match kind(&value) {
-                        "init" => break Err((4000, "Already Initialized")),
-                        "data" => {
-                            if value.get("stream").and_then(Value::as_str) != Some("stdin") {
-                                break Err((4004, "Can only write to stdin"));
-                            }
-                            match value.get("data") {
-                                None | Some(Value::Null) => {}
-                                Some(Value::String(text)) => {
-                                    let _ = control_tx.send(Control::Write(text.clone().into_bytes()));
-                                }
-                                Some(_) => {
-                                    send_json(sink, json!({ "type": "error", "message": "data must be a string" })).await;
-                                    break Err((4002, "Notified Error"));
-                                }
-                            }
-                            if value.get("eof").and_then(Value::as_bool) == Some(true) {
-                                let _ = control_tx.send(Control::Eof);
-                            }
-                        }
-                        "signal" => {
-                            let number = value.get("signal").and_then(Value::as_str).and_then(signals::number);
-                            let Some(number) = number else {
-                                break Err((4005, "Invalid signal"));
-                            };
-                            tracing::info!(signal = number, "signal from client");
-                            signal(number);
-                        }
-                        _ => {}
-                    },
-                }
-            }
-        }
-    };
-    stop.store(true, Ordering::Relaxed);
-    drop(control_tx);
-    match finished {
-        Ok(()) => {
-            close(sink, 4999, "Job Completed").await;
-            if compile_failed {
-                "compile_error".to_owned()
-            } else {
-                last_status
-            }
-        }
-        Err((code, reason)) => {
-            // The session ends before the job: kill it. Dropping the handle cleans up.
-            let _ = signal(SIGKILL).await;
-            if code != 0 {
-                close(sink, code, reason).await;
-            }
-            "aborted".to_owned()
-        }
     }
 }
 
