@@ -12,6 +12,7 @@ pub mod error;
 pub mod fsutil;
 pub mod manager;
 pub mod mounts;
+mod package;
 pub mod progress;
 pub mod resolve;
 pub mod schema;
@@ -26,6 +27,6 @@ pub use manager::{
     SyncReport, VerifyProblem,
 };
 pub use mounts::{Mounter, ReconcileReport, SystemMounter};
+pub use package::PackageId;
 pub use progress::{NoProgress, Progress};
-pub use state::PackageId;
 pub use version::Selector;

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use semver::Version;
 
+use crate::package::{PackageId, stack_order};
 use crate::schema::IndexEntry;
-use crate::state::PackageId;
 use crate::version::{Selector, SelectorError};
 
 /// Why a request cannot be resolved. Chains read `ts 5.4.0 -> node 20.1.0`.
@@ -357,37 +357,6 @@ impl<'a> Catalog<'a> {
 enum Attempt {
     Done(Resolution),
     Learn(String, Selector, Vec<PackageId>),
-}
-
-/// The layer stack of `top`, top-most first, in the order shared with repo-builder
-/// ([`crate::schema::layer_order`]): the package on top, every package above its own dependencies,
-/// the base system at the bottom. A cycle is returned as `Err(chain)`.
-pub fn stack_order<'d, F>(top: &PackageId, deps: F) -> Result<Vec<PackageId>, Vec<PackageId>>
-where
-    F: Fn(&PackageId) -> &'d [PackageId],
-{
-    let key = |id: &PackageId| format!("{}@{}", id.name, id.version);
-    let mut ids: BTreeMap<String, PackageId> = BTreeMap::new();
-    ids.insert(key(top), top.clone());
-    let order = crate::schema::layer_order(&key(top), |node| {
-        let id = ids[node].clone();
-        deps(&id)
-            .iter()
-            .map(|d| {
-                let k = key(d);
-                ids.insert(k.clone(), d.clone());
-                k
-            })
-            .collect()
-    });
-    let lookup = |k: &String| {
-        let (name, version) = k.split_once('@').expect("keys are name@version");
-        PackageId::new(name, version.parse().expect("keys hold versions"))
-    };
-    match order {
-        Ok(keys) => Ok(keys.iter().map(lookup).collect()),
-        Err(cycle) => Err(cycle.0.iter().map(lookup).collect()),
-    }
 }
 
 #[cfg(test)]
