@@ -16,13 +16,14 @@ use crate::fsutil::{Lock, atomic_write};
 use crate::mounts::{
     self, IMAGE_MOUNTS, Mounter, Plan, ReconcileReport, SystemMounter, TREE_MOUNTS,
 };
+use crate::package::PackageId;
 use crate::progress::{NoProgress, Progress};
 use crate::resolve::Catalog;
 use crate::schema::{
     INDEX_FILE, INDEX_SIG_FILE, Index, IndexEntry, TrustedKey, meta::check_name, package_dir,
 };
 use crate::source::Location;
-use crate::state::{CachedIndex, InstalledRecord, PackageId, RepoConfig, State};
+use crate::state::{CachedIndex, InstalledRecord, RepoConfig, State};
 use crate::store;
 use crate::version::Selector;
 

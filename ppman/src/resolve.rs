@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use semver::Version;
 
+use crate::package::{PackageId, stack_order};
 use crate::schema::IndexEntry;
-use crate::state::PackageId;
 use crate::version::{Selector, SelectorError};
 
 /// Why a request cannot be resolved. Chains read `ts 5.4.0 -> node 20.1.0`.
@@ -200,7 +200,7 @@ impl<'a> Catalog<'a> {
     /// The closure of one chosen package.
     fn closure(&self, repo: &'a str, root: &'a IndexEntry) -> Result<Resolution, ResolveError> {
         // Selectors learnt from conflicts, kept across restarts.
-        let mut learnt: BTreeMap<String, Vec<(Selector, Vec<PackageId>)>> = BTreeMap::new();
+        let mut learnt = Wanted::new();
         for _attempt in 0..32 {
             match self.attempt(repo, root, &learnt)? {
                 Attempt::Done(res) => return Ok(res),
@@ -214,122 +214,191 @@ impl<'a> Catalog<'a> {
         })
     }
 
+    /// One pass over the closure of `root`, with the selectors `learnt` from earlier passes.
     fn attempt(
         &self,
         repo: &'a str,
         root: &'a IndexEntry,
-        learnt: &BTreeMap<String, Vec<(Selector, Vec<PackageId>)>>,
+        learnt: &Wanted,
     ) -> Result<Attempt, ResolveError> {
-        let root_id = PackageId::new(root.name.clone(), root.version.clone());
-        // name -> the version chosen; name -> every selector seen, with the chain that asked.
-        let mut chosen: BTreeMap<String, &'a IndexEntry> = BTreeMap::new();
-        let mut wanted: BTreeMap<String, Vec<(Selector, Vec<PackageId>)>> = learnt.clone();
-        let mut deps_of: BTreeMap<PackageId, Vec<PackageId>> = BTreeMap::new();
-        chosen.insert(root.name.clone(), root);
-        let mut queue = VecDeque::from([(root, vec![root_id])]);
-        while let Some((entry, chain)) = queue.pop_front() {
-            let id = PackageId::new(entry.name.clone(), entry.version.clone());
-            if deps_of.contains_key(&id) {
-                continue;
+        let mut walk = Walk::new(self, repo, root, learnt);
+        while let Some((entry, chain)) = walk.queue.pop_front() {
+            if let Some(learn) = walk.visit(entry, chain)? {
+                return Ok(learn);
             }
-            // Installed packages keep exactly the dependencies they were installed with.
-            let requirements: Vec<(String, Selector)> = match self.installed.get(&id) {
-                Some((_, _, deps)) => deps
-                    .iter()
-                    .map(|d| {
-                        let sel = Selector::parse(&format!("={}", d.version))
-                            .expect("a version is a selector");
-                        (d.name.clone(), sel)
-                    })
-                    .collect(),
-                None => entry
-                    .dependencies
-                    .iter()
-                    .map(|(name, text)| {
-                        Selector::parse(text)
-                            .map(|sel| (name.clone(), sel))
-                            .map_err(|source| ResolveError::InvalidSelector {
-                                chain: chain_text(&chain),
-                                name: name.clone(),
-                                source,
-                            })
-                    })
-                    .collect::<Result<_, _>>()?,
-            };
-            let mut direct = Vec::new();
-            for (name, sel) in requirements {
-                let seen = wanted.entry(name.clone()).or_default();
-                seen.push((sel.clone(), chain.clone()));
-                let candidates = self.candidates(repo, &name);
-                let mut versions: Vec<&Version> = candidates.iter().map(|e| &e.version).collect();
-                versions.sort();
-                let satisfies_all =
-                    |e: &&&IndexEntry| seen.iter().all(|(s, _)| s.matches(&e.version));
-                if let Some(current) = chosen.get(&name) {
-                    if sel.matches(&current.version) {
-                        direct.push(PackageId::new(name, current.version.clone()));
-                        continue;
-                    }
-                    // The version picked earlier does not fit this selector.
-                    if candidates.iter().any(|e| satisfies_all(&e))
-                        && !learnt
-                            .get(&name)
-                            .is_some_and(|l| l.iter().any(|(s, _)| s == &sel))
-                    {
-                        return Ok(Attempt::Learn(name, sel, chain));
-                    }
-                    let (first_sel, first_chain) = seen
-                        .iter()
-                        .find(|(s, c)| s != &sel || c != &chain)
-                        .cloned()
-                        .unwrap_or_else(|| seen[0].clone());
-                    return Err(ResolveError::Conflict {
-                        name,
-                        first_chain: chain_text(&first_chain),
-                        first_selector: first_sel.to_string(),
-                        second_chain: chain_text(&chain),
-                        second_selector: sel.to_string(),
-                        repo: repo.to_owned(),
-                        available: list_versions(&versions),
-                    });
-                }
-                let best = candidates
-                    .iter()
-                    .filter(|e| satisfies_all(e))
-                    .max_by(|a, b| a.version.cmp_precedence(&b.version));
-                let Some(best) = best else {
-                    if seen.len() > 1 && candidates.iter().any(|e| sel.matches(&e.version)) {
-                        let (first_sel, first_chain) = seen[0].clone();
-                        return Err(ResolveError::Conflict {
-                            name,
-                            first_chain: chain_text(&first_chain),
-                            first_selector: first_sel.to_string(),
-                            second_chain: chain_text(&chain),
-                            second_selector: sel.to_string(),
-                            repo: repo.to_owned(),
-                            available: list_versions(&versions),
-                        });
-                    }
-                    return Err(ResolveError::MissingDependency {
-                        chain: chain_text(&chain),
-                        name,
-                        selector: sel.to_string(),
-                        repo: repo.to_owned(),
-                        available: list_versions(&versions),
-                    });
-                };
-                chosen.insert(name.clone(), best);
-                let dep_id = PackageId::new(name, best.version.clone());
-                direct.push(dep_id.clone());
-                let mut dep_chain = chain.clone();
-                dep_chain.push(dep_id);
-                queue.push_back((best, dep_chain));
-            }
-            deps_of.insert(id, direct);
         }
+        walk.finish(root).map(Attempt::Done)
+    }
+}
+
+/// Every selector seen per name, each with the chain that asked for it.
+type Wanted = BTreeMap<String, Vec<(Selector, Vec<PackageId>)>>;
+
+enum Attempt {
+    Done(Resolution),
+    Learn(String, Selector, Vec<PackageId>),
+}
+
+/// One resolution pass: a breadth-first walk from the root, choosing one version per name.
+struct Walk<'c, 'a> {
+    catalog: &'c Catalog<'a>,
+    /// The repository of the root, where every dependency is looked up.
+    repo: &'a str,
+    /// Selectors learnt from conflicts in earlier passes.
+    learnt: &'c Wanted,
+    /// name -> the version chosen.
+    chosen: BTreeMap<String, &'a IndexEntry>,
+    /// name -> every selector seen, with the chain that asked (the learnt ones first).
+    wanted: Wanted,
+    /// The direct dependencies of every package visited.
+    deps_of: BTreeMap<PackageId, Vec<PackageId>>,
+    /// Packages still to visit, each with the chain that leads to it (itself last).
+    queue: VecDeque<(&'a IndexEntry, Vec<PackageId>)>,
+}
+
+/// What a dependency gets.
+enum Pick {
+    /// This version (chosen now or earlier).
+    Version(PackageId),
+    /// A restart, knowing this selector from the start.
+    Learn(String, Selector),
+}
+
+impl<'c, 'a> Walk<'c, 'a> {
+    fn new(
+        catalog: &'c Catalog<'a>,
+        repo: &'a str,
+        root: &'a IndexEntry,
+        learnt: &'c Wanted,
+    ) -> Self {
+        let root_id = PackageId::new(root.name.clone(), root.version.clone());
+        Self {
+            catalog,
+            repo,
+            learnt,
+            chosen: BTreeMap::from([(root.name.clone(), root)]),
+            wanted: learnt.clone(),
+            deps_of: BTreeMap::new(),
+            queue: VecDeque::from([(root, vec![root_id])]),
+        }
+    }
+
+    /// Picks a version for each requirement of `entry`, reached through `chain`; `Some` when the
+    /// pass must restart.
+    fn visit(
+        &mut self,
+        entry: &'a IndexEntry,
+        chain: Vec<PackageId>,
+    ) -> Result<Option<Attempt>, ResolveError> {
+        let id = PackageId::new(entry.name.clone(), entry.version.clone());
+        if self.deps_of.contains_key(&id) {
+            return Ok(None);
+        }
+        let mut direct = Vec::new();
+        for (name, sel) in self.requirements(&id, entry, &chain)? {
+            match self.pick(name, sel, &chain)? {
+                Pick::Version(dep) => direct.push(dep),
+                Pick::Learn(name, sel) => return Ok(Some(Attempt::Learn(name, sel, chain))),
+            }
+        }
+        self.deps_of.insert(id, direct);
+        Ok(None)
+    }
+
+    /// What `entry` needs. Installed packages keep exactly the dependencies they were installed with.
+    fn requirements(
+        &self,
+        id: &PackageId,
+        entry: &IndexEntry,
+        chain: &[PackageId],
+    ) -> Result<Vec<(String, Selector)>, ResolveError> {
+        match self.catalog.installed.get(id) {
+            Some((_, _, deps)) => Ok(deps
+                .iter()
+                .map(|d| {
+                    let sel = Selector::parse(&format!("={}", d.version))
+                        .expect("a version is a selector");
+                    (d.name.clone(), sel)
+                })
+                .collect()),
+            None => entry
+                .dependencies
+                .iter()
+                .map(|(name, text)| {
+                    Selector::parse(text)
+                        .map(|sel| (name.clone(), sel))
+                        .map_err(|source| ResolveError::InvalidSelector {
+                            chain: chain_text(chain),
+                            name: name.clone(),
+                            source,
+                        })
+                })
+                .collect(),
+        }
+    }
+
+    /// The version of `name` that `sel`, asked for by `chain`, gets: the one chosen earlier if it
+    /// fits, else the highest that fits every selector seen (queued to be visited).
+    fn pick(
+        &mut self,
+        name: String,
+        sel: Selector,
+        chain: &[PackageId],
+    ) -> Result<Pick, ResolveError> {
+        let seen = self.wanted.entry(name.clone()).or_default();
+        seen.push((sel.clone(), chain.to_vec()));
+        let candidates = self.catalog.candidates(self.repo, &name);
+        let mut versions: Vec<&Version> = candidates.iter().map(|e| &e.version).collect();
+        versions.sort();
+        let satisfies_all = |e: &&&IndexEntry| seen.iter().all(|(s, _)| s.matches(&e.version));
+        if let Some(current) = self.chosen.get(&name) {
+            if sel.matches(&current.version) {
+                return Ok(Pick::Version(PackageId::new(name, current.version.clone())));
+            }
+            // The version picked earlier does not fit this selector.
+            if candidates.iter().any(|e| satisfies_all(&e))
+                && !self
+                    .learnt
+                    .get(&name)
+                    .is_some_and(|l| l.iter().any(|(s, _)| s == &sel))
+            {
+                return Ok(Pick::Learn(name, sel));
+            }
+            let first = seen
+                .iter()
+                .find(|(s, c)| s != &sel || c != chain)
+                .unwrap_or(&seen[0]);
+            return Err(conflict(name, first, &sel, chain, self.repo, &versions));
+        }
+        let best = candidates
+            .iter()
+            .filter(|e| satisfies_all(e))
+            .max_by(|a, b| a.version.cmp_precedence(&b.version));
+        let Some(best) = best else {
+            if seen.len() > 1 && candidates.iter().any(|e| sel.matches(&e.version)) {
+                return Err(conflict(name, &seen[0], &sel, chain, self.repo, &versions));
+            }
+            return Err(ResolveError::MissingDependency {
+                chain: chain_text(chain),
+                name,
+                selector: sel.to_string(),
+                repo: self.repo.to_owned(),
+                available: list_versions(&versions),
+            });
+        };
+        self.chosen.insert(name.clone(), best);
+        let dep_id = PackageId::new(name, best.version.clone());
+        let mut dep_chain = chain.to_vec();
+        dep_chain.push(dep_id.clone());
+        self.queue.push_back((best, dep_chain));
+        Ok(Pick::Version(dep_id))
+    }
+
+    /// The closure in stack order, once every package is visited.
+    fn finish(mut self, root: &IndexEntry) -> Result<Resolution, ResolveError> {
         let order = stack_order(
             &PackageId::new(root.name.clone(), root.version.clone()),
-            |p| deps_of.get(p).map(Vec::as_slice).unwrap_or(&[]),
+            |p| self.deps_of.get(p).map(Vec::as_slice).unwrap_or(&[]),
         )
         .map_err(|cycle| ResolveError::Cycle {
             chain: chain_text(&cycle),
@@ -337,56 +406,40 @@ impl<'a> Catalog<'a> {
         let packages = order
             .into_iter()
             .map(|id| {
-                let entry = chosen[&id.name];
-                let (repo, installed) = match self.installed.get(&id) {
+                let entry = self.chosen[&id.name];
+                let (repo, installed) = match self.catalog.installed.get(&id) {
                     Some((r, _, _)) => ((*r).to_owned(), true),
-                    None => (repo.to_owned(), false),
+                    None => (self.repo.to_owned(), false),
                 };
                 Resolved {
                     repo,
                     entry: entry.clone(),
-                    deps: deps_of.remove(&id).unwrap_or_default(),
+                    deps: self.deps_of.remove(&id).unwrap_or_default(),
                     installed,
                 }
             })
             .collect();
-        Ok(Attempt::Done(Resolution { packages }))
+        Ok(Resolution { packages })
     }
 }
 
-enum Attempt {
-    Done(Resolution),
-    Learn(String, Selector, Vec<PackageId>),
-}
-
-/// The layer stack of `top`, top-most first, in the order shared with repo-builder
-/// ([`crate::schema::layer_order`]): the package on top, every package above its own dependencies,
-/// the base system at the bottom. A cycle is returned as `Err(chain)`.
-pub fn stack_order<'d, F>(top: &PackageId, deps: F) -> Result<Vec<PackageId>, Vec<PackageId>>
-where
-    F: Fn(&PackageId) -> &'d [PackageId],
-{
-    let key = |id: &PackageId| format!("{}@{}", id.name, id.version);
-    let mut ids: BTreeMap<String, PackageId> = BTreeMap::new();
-    ids.insert(key(top), top.clone());
-    let order = crate::schema::layer_order(&key(top), |node| {
-        let id = ids[node].clone();
-        deps(&id)
-            .iter()
-            .map(|d| {
-                let k = key(d);
-                ids.insert(k.clone(), d.clone());
-                k
-            })
-            .collect()
-    });
-    let lookup = |k: &String| {
-        let (name, version) = k.split_once('@').expect("keys are name@version");
-        PackageId::new(name, version.parse().expect("keys hold versions"))
-    };
-    match order {
-        Ok(keys) => Ok(keys.iter().map(lookup).collect()),
-        Err(cycle) => Err(cycle.0.iter().map(lookup).collect()),
+/// Two chains that ask for versions of `name` no version satisfies together.
+fn conflict(
+    name: String,
+    (first_selector, first_chain): &(Selector, Vec<PackageId>),
+    second_selector: &Selector,
+    second_chain: &[PackageId],
+    repo: &str,
+    versions: &[&Version],
+) -> ResolveError {
+    ResolveError::Conflict {
+        name,
+        first_chain: chain_text(first_chain),
+        first_selector: first_selector.to_string(),
+        second_chain: chain_text(second_chain),
+        second_selector: second_selector.to_string(),
+        repo: repo.to_owned(),
+        available: list_versions(versions),
     }
 }
 

@@ -5,40 +5,17 @@
 //! Everything else (mounts, image files) is derived from it and repaired by `reconcile`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::Path;
 
-use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fsutil::atomic_write;
+use crate::package::{PackageId, stack_order};
 use crate::schema::IndexEntry;
 
 /// Schema of the state file.
 pub const STATE_SCHEMA: u32 = 1;
-
-/// One exact package version.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct PackageId {
-    pub name: String,
-    pub version: Version,
-}
-
-impl PackageId {
-    pub fn new(name: impl Into<String>, version: Version) -> Self {
-        Self {
-            name: name.into(),
-            version,
-        }
-    }
-}
-
-impl fmt::Display for PackageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.name, self.version)
-    }
-}
 
 /// A configured repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,10 +170,10 @@ impl State {
         dropped
     }
 
-    /// The layer stack of an installed package, top-most first (see [`crate::resolve::stack_order`]).
+    /// The layer stack of an installed package, top-most first (see [`stack_order`]).
     pub fn stack(&self, id: &PackageId) -> Vec<PackageId> {
         let by_id = self.by_id();
-        crate::resolve::stack_order(id, |p| {
+        stack_order(id, |p| {
             by_id.get(p).map(|r| r.deps.as_slice()).unwrap_or(&[])
         })
         .unwrap_or_else(|cycle| cycle.into_iter().collect())
@@ -205,6 +182,8 @@ impl State {
 
 #[cfg(test)]
 mod tests {
+    use semver::Version;
+
     use super::*;
     use crate::schema::{BuildFileRef, CachePolicy};
 

@@ -115,23 +115,88 @@ pub fn build(
     }
 
     let started = std::time::Instant::now();
-    let work = layout.work_dir(&id);
-    remove_tree(&work)?;
-    let upper = work.join("upper");
-    let pkg_dir_rel = package_dir(&recipe.meta.name, &recipe.meta.version);
-    let pkg_dir_rel = pkg_dir_rel.trim_start_matches('/');
-    let fetch = work.join("fetch");
-    for dir in [&upper, &work.join("ovl-work"), &fetch] {
-        mkdir(dir)?;
+    let work = WorkDirs::create(layout, recipe)?;
+    let env = build_env(recipe, &work.pkg_dir_rel);
+    run_fetch(recipe, &work, &env)?;
+    if deps.is_empty() {
+        run_bottom_build(recipe, &work, &env)?;
+    } else {
+        run_stacked_build(layout, recipe, deps, &work, &env)?;
     }
-    let log = layout.log_file(&id);
-    mkdir(log.parent().expect("log has a parent"))?;
-    fs::write(&log, format!("== {id}\n")).map_err(|source| Error::Io {
-        path: log.clone(),
-        source,
-    })?;
 
-    let env: Vec<(&str, String)> = vec![
+    // Mount points and binds leave empty directories in the upper layer; drop them with the rest.
+    clean_layer(&work.upper, deps.is_empty())?;
+    copy_build_files(recipe, &work.upper.join(&work.pkg_dir_rel))?;
+    let tree_bytes = clamp_times(&work.upper, opts.source_date_epoch)?;
+    let image = make_image(layout, &id, &work, signer, opts)?;
+
+    let built = Built {
+        meta: recipe.meta.clone(),
+        key,
+        image: image.rel,
+        size: image.size,
+        sha256: image.sha256,
+        signature: image.signature,
+        build_digest: recipe.digest.clone(),
+        compiled: recipe.compiled(),
+        cache: recipe.meta.cache.unwrap_or(if recipe.compiled() {
+            CachePolicy::Compiled
+        } else {
+            CachePolicy::None
+        }),
+        build_seconds: started.elapsed().as_secs_f64(),
+        tree_bytes,
+    };
+    record_built(layout, &id, recipe, &built)?;
+    remove_tree(&work.dir)?;
+    Ok((Outcome::Built, built))
+}
+
+/// The scratch directories of one build, under `.builder/work/<id>`, and its log.
+struct WorkDirs {
+    id: String,
+    dir: PathBuf,
+    /// The layer being built (the overlay's upper directory, or `$PISTON_ROOT` of a bottom layer).
+    upper: PathBuf,
+    ovl_work: PathBuf,
+    /// What fetch.sh downloads; read-only to build.sh.
+    fetch: PathBuf,
+    log: PathBuf,
+    /// The package directory inside the layer, without the leading `/`.
+    pkg_dir_rel: String,
+}
+
+impl WorkDirs {
+    /// Starts from an empty work directory and a fresh log.
+    fn create(layout: &Layout, recipe: &Recipe) -> Result<Self, Error> {
+        let id = recipe.id();
+        let dir = layout.work_dir(&id);
+        remove_tree(&dir)?;
+        let pkg_dir_rel = package_dir(&recipe.meta.name, &recipe.meta.version);
+        let work = Self {
+            upper: dir.join("upper"),
+            ovl_work: dir.join("ovl-work"),
+            fetch: dir.join("fetch"),
+            log: layout.log_file(&id),
+            pkg_dir_rel: pkg_dir_rel.trim_start_matches('/').to_owned(),
+            dir,
+            id,
+        };
+        for dir in [&work.upper, &work.ovl_work, &work.fetch] {
+            mkdir(dir)?;
+        }
+        mkdir(work.log.parent().expect("log has a parent"))?;
+        fs::write(&work.log, format!("== {}\n", work.id)).map_err(|source| Error::Io {
+            path: work.log.clone(),
+            source,
+        })?;
+        Ok(work)
+    }
+}
+
+/// The environment fetch.sh and build.sh run with.
+fn build_env(recipe: &Recipe, pkg_dir_rel: &str) -> Vec<(&'static str, String)> {
+    vec![
         ("PISTON_PACKAGE_NAME", recipe.meta.name.clone()),
         ("PISTON_PACKAGE_VERSION", recipe.meta.version.to_string()),
         ("PISTON_PACKAGE_DIR", format!("/{pkg_dir_rel}")),
@@ -142,88 +207,116 @@ pub fn build(
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
         ),
         ("LC_ALL", "C.UTF-8".to_owned()),
-    ];
+    ]
+}
 
-    if recipe.dir.join("fetch.sh").is_file() {
-        let mut cmd = Command::new("bash");
-        cmd.arg("./fetch.sh")
-            .current_dir(&recipe.dir)
-            .env("PISTON_FETCH_DIR", &fetch);
-        for (k, v) in &env {
-            if *k != "PATH" && *k != "HOME" {
-                cmd.env(k, v);
-            }
-        }
-        run_logged(cmd, &format!("fetch.sh of {id}"), &log)?;
+/// Runs the recipe's fetch.sh, if it has one, on the host (with the host's PATH and HOME).
+fn run_fetch(recipe: &Recipe, work: &WorkDirs, env: &[(&str, String)]) -> Result<(), Error> {
+    if !recipe.dir.join("fetch.sh").is_file() {
+        return Ok(());
     }
-
-    if deps.is_empty() {
-        // A bottom layer: build.sh fills $PISTON_ROOT on the host, in a private mount namespace so
-        // anything it mounts (debootstrap mounts /proc) goes away with it.
-        let mut cmd = unshared(
-            &format!("cd {} && exec bash ./build.sh", qp(&recipe.dir)),
-            false,
-        );
-        cmd.env("PISTON_ROOT", &upper);
-        for (k, v) in &env {
+    let mut cmd = Command::new("bash");
+    cmd.arg("./fetch.sh")
+        .current_dir(&recipe.dir)
+        .env("PISTON_FETCH_DIR", &work.fetch);
+    for (k, v) in env {
+        if *k != "PATH" && *k != "HOME" {
             cmd.env(k, v);
         }
-        run_logged(cmd, &format!("build.sh of {id}"), &log)?;
-    } else {
-        copy_build_files(recipe, &upper.join(pkg_dir_rel))?;
-        let images: Vec<PathBuf> = deps.iter().map(|d| layout.out.join(&d.image)).collect();
-        let merged = work.join("merged");
-        let mut script = StackScript::new(
-            &images,
-            &work.join("lower"),
-            &upper,
-            &work.join("ovl-work"),
-            &merged,
-        )
-        .map_err(Error::Overlay)?;
-        let m = qp(&merged);
-        script
-            .push(&format!("touch {m}/etc/resolv.conf 2>/dev/null || true"))
-            .push(&format!(
-                "mount --bind /etc/resolv.conf {m}/etc/resolv.conf"
-            ))
-            .push(&format!(
-                "mkdir -p {m}/piston/fetch {m}/var/cache/apt/archives {cache}",
-                cache = qp(&layout.apt_cache())
-            ))
-            .push(&format!(
-                "mount --bind -o ro {} {m}/piston/fetch",
-                qp(&fetch)
-            ))
-            .push(&format!(
-                "mount --bind {} {m}/var/cache/apt/archives",
-                qp(&layout.apt_cache())
-            ));
-        let exports: Vec<String> = env
-            .iter()
-            .map(|(k, v)| format!("{k}={}", quote(v)))
-            .collect();
-        script.push(&format!(
-            "exec chroot {m} /usr/bin/env -i {} /bin/sh -c 'cd \"$PISTON_PACKAGE_DIR\" && exec bash ./build.sh'",
-            exports.join(" ")
-        ));
-        run_logged(
-            unshared(script.text(), false),
-            &format!("build.sh of {id}"),
-            &log,
-        )?;
-        // Mount points and binds leave empty directories in the upper layer; drop them with the rest.
     }
+    run_logged(cmd, &format!("fetch.sh of {}", work.id), &work.log)
+}
 
-    clean_layer(&upper, deps.is_empty())?;
-    copy_build_files(recipe, &upper.join(pkg_dir_rel))?;
-    let tree_bytes = clamp_times(&upper, opts.source_date_epoch)?;
+/// A bottom layer: build.sh fills $PISTON_ROOT on the host, in a private mount namespace so
+/// anything it mounts (debootstrap mounts /proc) goes away with it.
+fn run_bottom_build(recipe: &Recipe, work: &WorkDirs, env: &[(&str, String)]) -> Result<(), Error> {
+    let mut cmd = unshared(
+        &format!("cd {} && exec bash ./build.sh", qp(&recipe.dir)),
+        false,
+    );
+    cmd.env("PISTON_ROOT", &work.upper);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_logged(cmd, &format!("build.sh of {}", work.id), &work.log)
+}
 
+/// A layer on top of others: build.sh runs chrooted in an overlay of the dependencies' images
+/// under the new layer, with the resolver, the fetched files and the shared apt cache bound in.
+fn run_stacked_build(
+    layout: &Layout,
+    recipe: &Recipe,
+    deps: &[Built],
+    work: &WorkDirs,
+    env: &[(&str, String)],
+) -> Result<(), Error> {
+    copy_build_files(recipe, &work.upper.join(&work.pkg_dir_rel))?;
+    let images: Vec<PathBuf> = deps.iter().map(|d| layout.out.join(&d.image)).collect();
+    let merged = work.dir.join("merged");
+    let mut script = StackScript::new(
+        &images,
+        &work.dir.join("lower"),
+        &work.upper,
+        &work.ovl_work,
+        &merged,
+    )
+    .map_err(Error::Overlay)?;
+    let m = qp(&merged);
+    script
+        .push(&format!("touch {m}/etc/resolv.conf 2>/dev/null || true"))
+        .push(&format!(
+            "mount --bind /etc/resolv.conf {m}/etc/resolv.conf"
+        ))
+        .push(&format!(
+            "mkdir -p {m}/piston/fetch {m}/var/cache/apt/archives {cache}",
+            cache = qp(&layout.apt_cache())
+        ))
+        .push(&format!(
+            "mount --bind -o ro {} {m}/piston/fetch",
+            qp(&work.fetch)
+        ))
+        .push(&format!(
+            "mount --bind {} {m}/var/cache/apt/archives",
+            qp(&layout.apt_cache())
+        ));
+    let exports: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", quote(v)))
+        .collect();
+    script.push(&format!(
+        "exec chroot {m} /usr/bin/env -i {} /bin/sh -c 'cd \"$PISTON_PACKAGE_DIR\" && exec bash ./build.sh'",
+        exports.join(" ")
+    ));
+    run_logged(
+        unshared(script.text(), false),
+        &format!("build.sh of {}", work.id),
+        &work.log,
+    )
+}
+
+/// A signed image in the output directory.
+struct SignedImage {
+    /// Path relative to the output directory.
+    rel: String,
+    size: u64,
+    sha256: String,
+    signature: String,
+}
+
+/// Packs the finished layer into `images/<id>-<sha256 prefix>.sqfs`, signs it and writes the
+/// signature beside it.
+fn make_image(
+    layout: &Layout,
+    id: &str,
+    work: &WorkDirs,
+    signer: &Signer,
+    opts: &ImageOptions,
+) -> Result<SignedImage, Error> {
     let tmp_image = layout.images_dir().join(format!(".{id}.sqfs.tmp"));
     mkdir(&layout.images_dir())?;
     let _ = fs::remove_file(&tmp_image);
     let mut cmd = Command::new("mksquashfs");
-    cmd.arg(&upper)
+    cmd.arg(&work.upper)
         .arg(&tmp_image)
         .args([
             "-noappend",
@@ -236,13 +329,13 @@ pub fn build(
         .arg(opts.compression_level.to_string())
         .arg("-mkfs-time")
         .arg(opts.source_date_epoch.to_string());
-    run_logged(cmd, &format!("mksquashfs of {id}"), &log)?;
+    run_logged(cmd, &format!("mksquashfs of {id}"), &work.log)?;
     let (sha256, size) = sha256_file(&tmp_image).map_err(|source| Error::Io {
         path: tmp_image.clone(),
         source,
     })?;
-    let image_rel = format!("images/{id}-{}.sqfs", &sha256[..12]);
-    let image = layout.out.join(&image_rel);
+    let rel = format!("images/{id}-{}.sqfs", &sha256[..12]);
+    let image = layout.out.join(&rel);
     let file = fs::File::open(&tmp_image).map_err(|source| Error::Io {
         path: tmp_image.clone(),
         source,
@@ -253,39 +346,30 @@ pub fn build(
         source,
     })?;
     write_atomic(&image.with_extension("sqfs.minisig"), signature.as_bytes())?;
-
-    let built = Built {
-        meta: recipe.meta.clone(),
-        key,
-        image: image_rel,
+    Ok(SignedImage {
+        rel,
         size,
         sha256,
         signature,
-        build_digest: recipe.digest.clone(),
-        compiled: recipe.compiled(),
-        cache: recipe.meta.cache.unwrap_or(if recipe.compiled() {
-            CachePolicy::Compiled
-        } else {
-            CachePolicy::None
-        }),
-        build_seconds: started.elapsed().as_secs_f64(),
-        tree_bytes,
-    };
-    if let Some(prev) = load_built(layout, &id)?
+    })
+}
+
+/// Records a new build: drops the image it replaces, writes its state file and publishes its
+/// build files.
+fn record_built(layout: &Layout, id: &str, recipe: &Recipe, built: &Built) -> Result<(), Error> {
+    if let Some(prev) = load_built(layout, id)?
         && prev.image != built.image
     {
         let old = layout.out.join(&prev.image);
         let _ = fs::remove_file(old.with_extension("sqfs.minisig"));
         let _ = fs::remove_file(old);
     }
-    let state = serde_json::to_vec_pretty(&built).expect("state serialises");
+    let state = serde_json::to_vec_pretty(built).expect("state serialises");
     mkdir(&layout.state_dir())?;
-    write_atomic(&layout.state_file(&id), &state)?;
+    write_atomic(&layout.state_file(id), &state)?;
     let files_dir = layout.build_files_dir(&recipe.meta.name, &recipe.meta.version.to_string());
     remove_tree(&files_dir)?;
-    copy_build_files(recipe, &files_dir)?;
-    remove_tree(&work)?;
-    Ok((Outcome::Built, built))
+    copy_build_files(recipe, &files_dir)
 }
 
 fn cache_key(recipe: &Recipe, deps: &[Built], opts: &ImageOptions) -> String {
