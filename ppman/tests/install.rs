@@ -351,6 +351,54 @@ fn refuses_bad_index_signature_rollback_and_expiry() {
     );
 }
 
+/// A validly signed index whose package lifts a limit (`run_timeout = -1`, which the runner
+/// would read as no wall or CPU limit at all) is refused whole at sync, naming the package, and
+/// the index synced before stays in force.
+#[test]
+fn refuses_an_index_whose_package_lifts_a_limit() {
+    if !can_build("refuses_an_index_whose_package_lifts_a_limit") {
+        return;
+    }
+    let mut fx = two_layer_repo();
+    let pm = PackageManager::open(fx.data()).unwrap();
+    pm.repo_add("main", &fx.repo().to_string_lossy(), &fx.public_key())
+        .unwrap();
+    assert_eq!(pm.sync(None).unwrap()[0].version, 1);
+    fx.edit("lang", "2.0.0", |e| {
+        e.limit_overrides.insert("run_timeout".into(), -1);
+    });
+    fx.publish();
+    let err = pm.sync(None).unwrap_err();
+    let chain = ppman_error_chain(&err);
+    assert!(
+        matches!(
+            &err,
+            Error::Index {
+                source: IndexError::Entry { .. },
+                ..
+            }
+        ),
+        "{chain}"
+    );
+    assert!(
+        chain.contains("package lang-2.0.0 of the index is refused")
+            && chain.contains("limit override run_timeout = -1 would lift the limit"),
+        "{chain}"
+    );
+    assert_eq!(pm.repos().unwrap()[0].index_version, Some(1));
+}
+
+fn ppman_error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[test]
 fn refuses_unknown_packages_and_bad_dependencies() {
     if !can_build("refuses_unknown_packages_and_bad_dependencies") {

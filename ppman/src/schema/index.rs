@@ -99,6 +99,13 @@ pub enum IndexError {
         "index expired at {expires} (now {now}); the repository must be re-signed (freeze refused)"
     )]
     Expired { expires: u64, now: u64 },
+    /// `package` is `name-version`.
+    #[error("package {package} of the index is refused")]
+    Entry {
+        package: String,
+        #[source]
+        source: Box<super::MetaError>,
+    },
 }
 
 /// A verified public key.
@@ -162,7 +169,26 @@ impl Index {
                 found: probe.schema,
             });
         }
-        serde_json::from_slice(raw).map_err(IndexError::Parse)
+        let index: Index = serde_json::from_slice(raw).map_err(IndexError::Parse)?;
+        index.check_entries()?;
+        Ok(index)
+    }
+
+    /// Refuses an index with an entry whose metadata the writer would have refused: a package
+    /// may not lift a limit, whoever signed the index.
+    fn check_entries(&self) -> Result<(), IndexError> {
+        for e in &self.packages {
+            let overrides = e
+                .provides
+                .iter()
+                .flat_map(|p| &p.limit_overrides)
+                .chain(&e.limit_overrides);
+            super::check_limit_overrides(overrides).map_err(|source| IndexError::Entry {
+                package: format!("{}-{}", e.name, e.version),
+                source: Box::new(source),
+            })?;
+        }
+        Ok(())
     }
 
     /// Refuses an index older than `last_seen` (rollback) or expired at `now` (freeze).
@@ -241,6 +267,52 @@ mod tests {
                 },
             }],
         }
+    }
+
+    /// A package may not lift a limit: an index whose entry does (package-wide or for one
+    /// language) is refused as a whole, naming the package, however it was signed.
+    #[test]
+    fn an_entry_that_lifts_a_limit_is_refused() {
+        let mut index = sample();
+        index.packages[0]
+            .limit_overrides
+            .insert("run_timeout".into(), 5000);
+        assert!(Index::parse_trusted(&index.to_json()).is_ok());
+        for (language_level, key, value) in [
+            (false, "run_timeout", -1),
+            (false, "output_max_size", -1),
+            (true, "run_memory_limit", -1),
+            (true, "max_process_count", 0),
+        ] {
+            let mut bad = index.clone();
+            let entry = &mut bad.packages[0];
+            let overrides = if language_level {
+                &mut entry.provides[0].limit_overrides
+            } else {
+                &mut entry.limit_overrides
+            };
+            overrides.insert(key.into(), value);
+            let err = Index::parse_trusted(&bad.to_json()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "package python-3.11.2 of the index is refused"
+            );
+            let cause = std::error::Error::source(&err).unwrap().to_string();
+            assert!(
+                cause.starts_with(&format!(
+                    "limit override {key} = {value} would lift the limit"
+                )),
+                "{cause}"
+            );
+        }
+        let mut unknown = index.clone();
+        unknown.packages[0]
+            .limit_overrides
+            .insert("wall_time".into(), 1);
+        assert!(matches!(
+            Index::parse_trusted(&unknown.to_json()),
+            Err(IndexError::Entry { source, .. }) if matches!(*source, super::super::MetaError::LimitKey(_))
+        ));
     }
 
     #[test]

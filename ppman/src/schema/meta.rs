@@ -98,6 +98,11 @@ pub enum MetaError {
     },
     #[error("unknown limit override {0:?}; known: {known}", known = LIMIT_KEYS.join(", "))]
     LimitKey(String),
+    #[error(
+        "limit override {key} = {value} would lift the limit: a package may only set a positive \
+         number (the operator decides whether a limit is lifted)"
+    )]
+    LimitValue { key: String, value: i64 },
     #[error("package {0} depends on itself")]
     SelfDependency(String),
 }
@@ -123,23 +128,40 @@ impl PackageMeta {
                 source,
             })?;
         }
-        let all_overrides = self
-            .provides
-            .iter()
-            .flat_map(|p| p.limit_overrides.keys())
-            .chain(self.limit_overrides.keys());
-        for key in all_overrides {
-            if !LIMIT_KEYS.contains(&key.as_str()) {
-                return Err(MetaError::LimitKey(key.clone()));
-            }
-        }
-        Ok(())
+        check_limit_overrides(
+            self.provides
+                .iter()
+                .flat_map(|p| &p.limit_overrides)
+                .chain(&self.limit_overrides),
+        )
     }
 
     /// Serialises to TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("package metadata always serialises")
     }
+}
+
+/// Checks a package's limit overrides (package-wide and per language): known keys, and values
+/// that keep the limit in force. Piston reads `-1` as "no limit" for memory and its `||` chain
+/// reads `0` as "not set"; a negative timeout or output size ends up as no limit in the runner. So
+/// a package, which anyone who publishes a repository writes, may only give positive numbers:
+/// lifting a limit is the operator's choice alone (`PISTON_LIMIT_OVERRIDES`).
+pub fn check_limit_overrides<'a>(
+    overrides: impl IntoIterator<Item = (&'a String, &'a i64)>,
+) -> Result<(), MetaError> {
+    for (key, value) in overrides {
+        if !LIMIT_KEYS.contains(&key.as_str()) {
+            return Err(MetaError::LimitKey(key.clone()));
+        }
+        if *value <= 0 {
+            return Err(MetaError::LimitValue {
+                key: key.clone(),
+                value: *value,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Package and language names: non-empty, lowercase ASCII letters, digits and `-_+.`, not starting with `.`.
@@ -187,6 +209,13 @@ run_timeout = 5000
         assert!(
             matches!(PackageMeta::parse(&bad_key), Err(MetaError::LimitKey(k)) if k == "run_timeuot")
         );
+        for lifted in ["-1", "0"] {
+            let text = PYTHON.replace("run_timeout = 5000", &format!("run_timeout = {lifted}"));
+            assert!(
+                matches!(PackageMeta::parse(&text), Err(MetaError::LimitValue { key, .. }) if key == "run_timeout"),
+                "run_timeout = {lifted} accepted"
+            );
+        }
         let bad_name = PYTHON.replace("name = \"python\"", "name = \"Py thon\"");
         assert!(matches!(
             PackageMeta::parse(&bad_name),

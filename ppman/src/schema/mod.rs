@@ -12,5 +12,5 @@ pub use index::{
 pub use layers::{CycleError, layer_order};
 pub use meta::{
     CachePolicy, LIMIT_KEYS, LimitOverrides, META_FILE, MetaError, PackageMeta, Provide,
-    package_dir,
+    check_limit_overrides, package_dir,
 };
