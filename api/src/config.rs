@@ -342,22 +342,22 @@ pub const OPTIONS: &[OptionDoc] = &[
     },
     OptionDoc {
         name: "runner_uid_min",
-        default: "1001",
+        default: "1990000001",
         doc: "first sandbox user id",
     },
     OptionDoc {
         name: "runner_uid_max",
-        default: "1500",
+        default: "1990000500",
         doc: "last sandbox user id",
     },
     OptionDoc {
         name: "runner_gid_min",
-        default: "1001",
+        default: "1990000001",
         doc: "first sandbox group id",
     },
     OptionDoc {
         name: "runner_gid_max",
-        default: "1500",
+        default: "1990000500",
         doc: "last sandbox group id",
     },
     OptionDoc {

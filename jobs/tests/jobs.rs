@@ -15,7 +15,7 @@ use test_support::{Need, TmpfsLayer};
 use jobs::{Event, JobFile, JobSpec, Jobs, JobsConfig, Stage};
 use runner::{Limits, Runner, RunnerConfig, Status, Stream};
 
-/// Job uids of these tests: apart from a server's (1001–1500) and the other test suites' (61001–
+/// Job uids of these tests: apart from a server's (1990000001–) and the other test suites' (61001–
 /// 64100), which may run on this host at the same time.
 const UID_MIN: u32 = 65001;
 const UID_MAX: u32 = 65100;

@@ -15,7 +15,7 @@ use crate::build::Built;
 use crate::layout::Layout;
 use crate::sign::PUBLIC_KEY_FILE;
 
-/// Sandbox user ids of test jobs: apart from a server's default range (1001–1500), so tests can
+/// Sandbox user ids of test jobs: apart from a server's default range (1990000001–1990000500), so tests can
 /// run on a host that serves jobs.
 const TEST_UID_MIN: u32 = 61001;
 const TEST_UID_MAX: u32 = 61100;

@@ -24,6 +24,17 @@ pub enum RunnerError {
     BadFileName { name: String, reason: &'static str },
     #[error("invalid job: {0}")]
     InvalidJob(String),
+    #[error(
+        "the sandbox ids uid {uid_min}..={uid_max} / gid {gid_min}..={gid_max} are not free: {user} \
+         uses one (a job's uid must belong to nobody else); choose another range"
+    )]
+    IdsInUse {
+        uid_min: u32,
+        uid_max: u32,
+        gid_min: u32,
+        gid_max: u32,
+        user: String,
+    },
     #[error("no free sandbox uid in {min}..={max} (too many concurrent jobs)")]
     NoFreeUid { min: u32, max: u32 },
     #[error("{what} {path}")]

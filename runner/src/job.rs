@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::cgroup::{CgroupConfig, CgroupVersion, Cgroups};
 use crate::error::RunnerError;
+use crate::ids::{self, HostIds};
 use crate::pool::{Janitor, Pool, Task};
 use crate::process::{Process, ProcessEvent, ProcessSpec, ResourceUsage, SandboxPlace, Stream};
 use crate::stale::name_of_dead_runner;
@@ -25,7 +26,8 @@ use crate::types::{KillReason, StageResult};
 /// Where the job's files are inside the sandbox (isolate's convention).
 pub const BOX_DIR: &str = "/box";
 
-/// How the runner is set up. Defaults follow Piston (`PISTON_RUNNER_UID_MIN/MAX`).
+/// How the runner is set up. The uid range is Piston's `PISTON_RUNNER_UID_MIN/MAX`, by default
+/// far from any account's ([`crate::ids`]).
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     /// The `piston-sandbox` helper; `None` = next to the current executable (or its parent
@@ -56,9 +58,9 @@ impl Default for RunnerConfig {
         RunnerConfig {
             sandbox_binary: None,
             work_dir: PathBuf::from("/run/piston-runner"),
-            uid_min: 1001,
-            uid_max: 1500,
-            gid_min: 1001,
+            uid_min: ids::DEFAULT_UID_MIN,
+            uid_max: ids::DEFAULT_UID_MAX,
+            gid_min: ids::DEFAULT_UID_MIN,
             cgroup: CgroupConfig::default(),
             disk_bytes: 256 << 20,
             tmp_bytes: 64 << 20,
@@ -292,6 +294,27 @@ impl Runner {
                 "uid range {}..={} / gid_min {} must be non-empty and exclude 0",
                 config.uid_min, config.uid_max, config.gid_min
             )));
+        }
+        let ours = UIDS_IN_USE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let gid_max = config
+            .gid_min
+            .saturating_add(config.uid_max - config.uid_min);
+        if let Some(user) = ids::check(
+            &HostIds::system(),
+            config.uid_min..=config.uid_max,
+            config.gid_min..=gid_max,
+            &ours,
+        ) {
+            return Err(RunnerError::IdsInUse {
+                uid_min: config.uid_min,
+                uid_max: config.uid_max,
+                gid_min: config.gid_min,
+                gid_max,
+                user,
+            });
         }
         let helper = match &config.sandbox_binary {
             Some(p) => p.clone(),

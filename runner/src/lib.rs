@@ -21,6 +21,7 @@ pub mod bench;
 pub mod cgroup;
 mod error;
 mod helper;
+pub mod ids;
 mod job;
 mod pool;
 pub mod process;

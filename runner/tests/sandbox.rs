@@ -1108,3 +1108,53 @@ fn a_layer_with_a_symlinked_mount_point_is_refused() {
     );
     assert!(r.stdout.is_empty());
 }
+
+/// A uid range some host account or running process uses is refused at start-up, naming it: such
+/// a user could signal or trace the jobs and would share their process limit.
+#[test]
+fn a_uid_range_in_use_on_the_host_is_refused() {
+    use std::os::unix::process::CommandExt;
+    if !privileged() {
+        return;
+    }
+    let range = |min: u32, max: u32| {
+        move |c: &mut RunnerConfig| {
+            c.uid_min = min;
+            c.uid_max = max;
+            c.gid_min = min;
+            c.cgroup.name = "piston-runner-idtest".into();
+        }
+    };
+    let refusal = |min: u32, max: u32| {
+        let work = tempfile::tempdir().unwrap();
+        let mut cfg = RunnerConfig {
+            sandbox_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_piston-sandbox"))),
+            work_dir: work.path().join("jobs"),
+            ..RunnerConfig::default()
+        };
+        range(min, max)(&mut cfg);
+        match Runner::new(cfg) {
+            Err(e @ RunnerError::IdsInUse { .. }) => e.to_string(),
+            other => panic!("{min}..={max} accepted: {other:?}"),
+        }
+    };
+    // nobody (65534) is an account on every Debian host.
+    let e = refusal(65530, 65540);
+    assert!(e.contains("account nobody (uid 65534"), "{e}");
+    // A process of another user in the range.
+    let mut other = Command::new("/bin/sleep")
+        .arg("60")
+        .uid(62150)
+        .gid(62150)
+        .spawn()
+        .unwrap();
+    let e = refusal(62150, 62160);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(
+        e.contains(&format!("running process {} (uid 62150)", other.id())),
+        "{e}"
+    );
+    // Once that process is gone, the range is free again.
+    assert!(env_with(range(62150, 62160)).is_some());
+}

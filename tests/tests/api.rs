@@ -34,7 +34,7 @@ use tokio_tungstenite::tungstenite::Message;
 /// The packages behind the shared server: the subset CI builds.
 const PACKAGES: [&str; 4] = ["bash", "python", "gcc", "node"];
 
-/// Job uids and cgroups of this file's servers: apart from a default server's (1001–1500), the
+/// Job uids and cgroups of this file's servers: apart from a default server's (1990000001–), the
 /// e2e runner tests' (63001–) and the runner and repo-builder crates' tests, which may run on
 /// this host at the same time. Each server sweeps its cgroup at start-up, so each has its own.
 const SHARED_UIDS: (u32, u32) = (64001, 64050);

@@ -17,7 +17,7 @@ use ppman::InstalledPackage;
 use ppman::schema::PackageMeta;
 use runner::{KillReason, Limits, Runner, RunnerConfig, StageResult, Status, Stream};
 
-/// Job uids of these tests: apart from a server's (1001–1500), the runner crate's tests
+/// Job uids of these tests: apart from a server's (1990000001–), the runner crate's tests
 /// (62001–) and repo-builder's (61001–), which may run on this host at the same time.
 const UID_MIN: u32 = 63001;
 const UID_MAX: u32 = 63100;
