@@ -44,6 +44,9 @@ pub struct RunnerConfig {
     pub disk_bytes: u64,
     /// Size of the private /tmp and of /dev/shm (each), bytes.
     pub tmp_bytes: u64,
+    /// Files and directories each of /tmp and /dev/shm may hold (tmpfs `nr_inodes`; without it
+    /// the kernel's default lets an inode bomb take half the host's pages in inodes).
+    pub tmp_inodes: u64,
     /// RLIMIT_STACK, bytes (0 = unlimited).
     pub stack_bytes: u64,
     pub hostname: String,
@@ -64,6 +67,7 @@ impl Default for RunnerConfig {
             cgroup: CgroupConfig::default(),
             disk_bytes: 256 << 20,
             tmp_bytes: 64 << 20,
+            tmp_inodes: 16_384,
             stack_bytes: 256 << 20,
             hostname: "piston".into(),
             seccomp: true,
@@ -403,6 +407,7 @@ impl Runner {
                 gid,
                 hostname: c.hostname.clone(),
                 tmp_bytes: c.tmp_bytes,
+                tmp_inodes: c.tmp_inodes,
                 stack_bytes: c.stack_bytes,
                 seccomp: c.seccomp,
             },

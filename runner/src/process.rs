@@ -44,6 +44,7 @@ pub struct SandboxPlace {
     pub gid: u32,
     pub hostname: String,
     pub tmp_bytes: u64,
+    pub tmp_inodes: u64,
     pub stack_bytes: u64,
     pub seccomp: bool,
 }
@@ -151,6 +152,7 @@ impl Process {
                 nproc: l.max_processes,
             },
             tmp_bytes: place.tmp_bytes,
+            tmp_inodes: place.tmp_inodes,
             seccomp: place.seccomp,
             wall_backstop_s: if l.wall_timeout_ms == 0 {
                 0

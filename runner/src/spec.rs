@@ -22,6 +22,8 @@ pub struct SandboxSpec {
     pub rlimits: Rlimits,
     /// Size of the private /tmp and /dev/shm tmpfs mounts, bytes.
     pub tmp_bytes: u64,
+    /// Files and directories each of them may hold (tmpfs `nr_inodes`).
+    pub tmp_inodes: u64,
     pub seccomp: bool,
     /// The helper kills the job by itself after this many seconds (0 = never): a backstop in
     /// case the server dies; the library's wall limit is always earlier.

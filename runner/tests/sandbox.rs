@@ -1158,3 +1158,37 @@ fn a_uid_range_in_use_on_the_host_is_refused() {
     // Once that process is gone, the range is free again.
     assert!(env_with(range(62150, 62160)).is_some());
 }
+
+/// An inode bomb in each writable file system stops at its inode limit (/tmp and /dev/shm:
+/// `tmp_inodes`; /box: the job tmpfs's 65536), and the sandbox keeps working.
+#[test]
+fn inode_bombs_stop_at_each_file_systems_limit() {
+    let Some(e) = env_with(|c| c.tmp_inodes = 2000) else {
+        return;
+    };
+    let bomb = |dir: &str| {
+        format!(
+            "i=0; while : > {dir}/f$i 2>/dev/null; do i=$((i+1)); done; echo {dir} $i; \
+             touch {dir}/one-more 2>&1 | grep -c 'No space left'"
+        )
+    };
+    let mut l = limits();
+    l.wall_timeout_ms = 60_000;
+    l.cpu_time_ms = 60_000;
+    for (dir, most) in [("/tmp", 2000), ("/dev/shm", 2000), ("/box", 65_536)] {
+        let r = e.bash(&bomb(dir), l);
+        assert_eq!(r.status, None, "{dir}: {r:?}");
+        let mut lines = r.stdout.lines();
+        let count: u64 = lines
+            .next()
+            .and_then(|l| l.strip_prefix(&format!("{dir} ")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{dir}: {r:?}"));
+        assert!(
+            count > most / 2 && count < most,
+            "{dir}: {count} files, limit {most}"
+        );
+        assert_eq!(lines.next(), Some("1"), "{dir}: ENOSPC at the limit: {r:?}");
+    }
+    assert_eq!(e.bash("echo still fine", limits()).stdout, "still fine\n");
+}

@@ -116,7 +116,11 @@ pub(crate) fn build_root(k: &dyn RootKernel, spec: &SandboxSpec) -> Result<(), S
     mount_dev(k, &dev)?;
     mark(spec, "dev");
     // 5. Private /dev/shm and /tmp, size-limited (their pages are charged to the job's cgroup).
-    let tmp_opts = format!("mode=1777,size={}", spec.tmp_bytes.max(4096));
+    let tmp_opts = format!(
+        "mode=1777,size={},nr_inodes={}",
+        spec.tmp_bytes.max(4096),
+        spec.tmp_inodes.max(16)
+    );
     for (what, p) in [
         ("/dev/shm", format!("{dev}/shm")),
         ("/tmp", format!("{root}/tmp")),
@@ -396,6 +400,7 @@ mod tests {
                 nproc: 0,
             },
             tmp_bytes: 1 << 20,
+            tmp_inodes: 1000,
             seccomp: true,
             wall_backstop_s: 0,
             timings: false,
@@ -509,14 +514,14 @@ mod tests {
                 &at("/dev/shm"),
                 Some("tmpfs"),
                 libc::MS_NOSUID | libc::MS_NODEV,
-                Some("mode=1777,size=1048576"),
+                Some("mode=1777,size=1048576,nr_inodes=1000"),
             ),
             mount(
                 "tmpfs",
                 &at("/tmp"),
                 Some("tmpfs"),
                 libc::MS_NOSUID | libc::MS_NODEV,
-                Some("mode=1777,size=1048576"),
+                Some("mode=1777,size=1048576,nr_inodes=1000"),
             ),
             Call::Chdir(ROOT.into()),
             Call::PivotRootDot,
