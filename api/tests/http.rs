@@ -620,3 +620,23 @@ fn v3_repositories() {
     );
     assert_eq!(server.fake.purged(), ["gcc-10.2.0"]);
 }
+
+/// A body of 69,000 empty files (about what fits in the 1 MiB body limit) is refused with a
+/// 400 at once, and the server answers `/healthz` right away meanwhile and after.
+#[test]
+fn a_body_of_69000_files_is_refused_quickly() {
+    let server = Server::start();
+    let files = vec![json!({"content": ""}); 69_000];
+    let body = json!({"language": "python", "version": "3.12.0", "files": files});
+    assert!(body.to_string().len() <= 1 << 20, "fits in the body limit");
+    let started = std::time::Instant::now();
+    let (status, answer) = server.post("/api/v2/execute", &body);
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        message(&answer).starts_with("files: a job may have at most 4096 files"),
+        "{answer}"
+    );
+    eprintln!("refused in {:?}", started.elapsed());
+    assert_eq!(server.client.get("/healthz").0, 200);
+    assert_eq!(server.fake.jobs().len(), 0, "nothing ran");
+}
