@@ -139,6 +139,8 @@ pub struct Config {
     pub max_queued_jobs: usize,
     /// Largest accepted request body, bytes.
     pub max_body_size: usize,
+    /// How long a request body may take to arrive, milliseconds (then 408).
+    pub body_timeout: u64,
     /// How long to wait for running jobs on shutdown, milliseconds.
     pub shutdown_timeout: u64,
     /// Sandbox user and group id ranges.
@@ -173,6 +175,7 @@ impl Default for Config {
             max_concurrent_jobs: 64,
             max_queued_jobs: 256,
             max_body_size: 1 << 20,
+            body_timeout: 10_000,
             shutdown_timeout: 10_000,
             runner_uid_min: runner.uid_min,
             runner_uid_max: runner.uid_max,
@@ -334,6 +337,11 @@ pub const OPTIONS: &[OptionDoc] = &[
         name: "max_body_size",
         default: "1048576",
         doc: "largest request body, bytes, before 413 (> 0)",
+    },
+    OptionDoc {
+        name: "body_timeout",
+        default: "10000",
+        doc: "ms a request body may take to arrive, before 408 (> 0)",
     },
     OptionDoc {
         name: "shutdown_timeout",
@@ -537,6 +545,9 @@ impl Config {
             }
             "max_body_size" => {
                 self.max_body_size = positive(value, "bytes").map_err(invalid)? as usize;
+            }
+            "body_timeout" => {
+                self.body_timeout = positive(value, "milliseconds").map_err(invalid)? as u64;
             }
             "shutdown_timeout" => {
                 self.shutdown_timeout = value.trim().parse().map_err(|_| {

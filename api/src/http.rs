@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -73,7 +73,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({ "message": self.message }))).into_response()
+        let mut response =
+            (self.status, axum::Json(json!({ "message": self.message }))).into_response();
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of a body that came too slowly is not waited for: the connection ends.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
@@ -111,17 +119,41 @@ pub async fn read_json(
         discard(stream).await;
         return Err(too_large());
     }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(format!("the request body could not be read: {e}"))
-        })?;
-        if bytes.len() + chunk.len() > limit {
-            discard(stream).await;
-            return Err(too_large());
+    let timeout = Duration::from_millis(state.config.body_timeout);
+    let read = async {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request(format!("the request body could not be read: {e}"))
+            })?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(None);
+            }
+            bytes.extend_from_slice(&chunk);
         }
-        bytes.extend_from_slice(&chunk);
-    }
+        Ok(bytes)
+    };
+    let bytes = match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(error)) => {
+            return Err(match error {
+                Some(error) => error,
+                None => {
+                    discard(stream).await;
+                    too_large()
+                }
+            });
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    timeout.as_millis()
+                ),
+            ));
+        }
+    };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         // body-parser gives an empty body as `{}`.
         return Ok(Value::Object(serde_json::Map::new()));

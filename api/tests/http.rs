@@ -640,3 +640,39 @@ fn a_body_of_69000_files_is_refused_quickly() {
     assert_eq!(server.client.get("/healthz").0, 200);
     assert_eq!(server.fake.jobs().len(), 0, "nothing ran");
 }
+
+/// A body that arrives too slowly gets a 408 after `body_timeout` and its connection is closed,
+/// so a slow client holds no worker; the server answers other requests meanwhile.
+#[test]
+fn a_slow_body_times_out_with_408() {
+    use std::io::{Read, Write};
+    let server = Server::with_config(Config {
+        body_timeout: 300,
+        shutdown_timeout: 2000,
+        ..Config::default()
+    });
+    let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        slow,
+        "POST /api/v2/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"language\":"
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(server.client.get("/healthz").0, 200, "not held up");
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).unwrap();
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("the request body did not arrive within 300 ms"),
+        "{answer}"
+    );
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+}
