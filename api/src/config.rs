@@ -158,6 +158,9 @@ pub struct Config {
     /// The minisign public key of `repo_url` (base64 or the text of a `.pub` file): required,
     /// since ppman only trusts signed indexes.
     pub repo_key: Option<String>,
+    /// `Origin`s whose pages may open the WebSocket; a request with another `Origin` is refused
+    /// (403). Clients that are not browsers send none and are not affected.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -185,6 +188,7 @@ impl Default for Config {
             runner_work_directory: runner.work_dir,
             repo_url: None,
             repo_key: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -388,6 +392,11 @@ pub const OPTIONS: &[OptionDoc] = &[
         default: "(none)",
         doc: "minisign public key of repo_url (needed to register it)",
     },
+    OptionDoc {
+        name: "allowed_origins",
+        default: "(none)",
+        doc: "comma-separated Origins whose web pages may open the WebSocket",
+    },
 ];
 
 /// The environment variable of an option.
@@ -579,6 +588,23 @@ impl Config {
                 }
                 self.runner_work_directory = dir;
             }
+            "allowed_origins" => {
+                self.allowed_origins = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if let Some(bad) = self
+                    .allowed_origins
+                    .iter()
+                    .find(|o| !(o.starts_with("http://") || o.starts_with("https://")))
+                {
+                    return Err(invalid(format!(
+                        "{bad:?} is not an origin: use e.g. https://judge.example.org"
+                    )));
+                }
+            }
             "repo_key" => {
                 let key = value.trim();
                 if key.is_empty() {
@@ -628,6 +654,12 @@ impl Config {
                 toml::Value::Integer(n) => n.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
                 toml::Value::Table(t) => serde_json::to_string(&t).unwrap_or_default(),
+                // A list option (`allowed_origins = ["https://a", "https://b"]`).
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 other => other.to_string(),
             };
             self.set(&key, &text, &source)?;
@@ -864,6 +896,7 @@ mod tests {
         match option {
             "repo_url" => config.repo_url.is_none(),
             "repo_key" => config.repo_key.is_none(),
+            "allowed_origins" => config.allowed_origins.is_empty(),
             other => panic!("{other} has a default value"),
         }
     }

@@ -95,7 +95,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi::document))
         .nest("/api/v2", v2)
-        .nest("/api/v3", v3::routes())
+        // v3's state-changing routes take no body, but must be JSON all the same: a page on
+        // another site can send a form or a no-cors fetch to a loopback server without asking,
+        // but not an `application/json` request.
+        .nest("/api/v3", v3::routes().layer(middleware::from_fn(require_json)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), count_responses))

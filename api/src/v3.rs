@@ -17,7 +17,9 @@
 //! * `DELETE /api/v3/repos/{repo}/packages/{package}/{version}/cache` → `{purged}`: the number of
 //!   cache entries of that package removed; 501 while the engine has no job cache.
 //!
-//! These routes take no request body, so they need no `Content-Type`.
+//! These routes take no request body, but the ones that change state (POST, DELETE) must be sent
+//! as `Content-Type: application/json` (else 415): a web page of another site can make a browser
+//! send a form or a no-cors `fetch` to a loopback server without asking it, but not that.
 
 use std::collections::HashMap;
 

@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -35,7 +36,7 @@ use crate::engine::{
     InteractiveJob, JobEvent, OutputStream, StageName, StageOutcome, Status, error_chain,
 };
 use crate::gate::{JobKind, JobRecord, Slot};
-use crate::http::AppState;
+use crate::http::{ApiError, AppState};
 use crate::job;
 use crate::signals;
 
@@ -44,9 +45,32 @@ pub const INIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 const SIGKILL: i32 = 9;
 
-pub async fn connect(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+pub async fn connect(
+    ws: WebSocketUpgrade,
+    headers: axum::http::HeaderMap,
+    State(state): State<AppState>,
+) -> Response {
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !state.config.allowed_origins.iter().any(|o| o == origin) {
+            tracing::warn!(origin, "WebSocket from another site refused");
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "WebSocket connections from pages of {origin:?} are not allowed \
+                     (allowed_origins)"
+                ),
+            )
+            .into_response();
+        }
+    }
     let span = tracing::info_span!("ws");
-    ws.on_upgrade(move |socket| session(socket, state).instrument(span))
+    // A client message is at most a request body's size (stdin comes in pieces): one up to twice
+    // that is read and answered with 1009; the transport drops a connection past it unread.
+    let limit = state.config.max_body_size.saturating_mul(2);
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| session(socket, state).instrument(span))
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -77,11 +101,26 @@ async fn notify_error(sink: &mut Sink, message: &str) {
 enum Incoming {
     Json(Value),
     Invalid(String),
+    /// Longer than a request body may be: the session ends with 1009.
+    TooBig,
     Closed,
     Ignore,
 }
 
-fn decode(message: Option<Result<Message, axum::Error>>) -> Incoming {
+/// The close code and reason for a message past the size limit (RFC 6455's "Message Too Big").
+const TOO_BIG: (u16, &str) = (1009, "Message Too Big");
+
+fn decode(message: Option<Result<Message, axum::Error>>, limit: usize) -> Incoming {
+    if let Some(Ok(Message::Text(text))) = &message
+        && text.len() > limit
+    {
+        return Incoming::TooBig;
+    }
+    if let Some(Ok(Message::Binary(bytes))) = &message
+        && bytes.len() > limit
+    {
+        return Incoming::TooBig;
+    }
     let text = match message {
         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Incoming::Closed,
         Some(Ok(Message::Text(text))) => text.to_string(),
@@ -187,8 +226,12 @@ impl Session {
             close(&mut self.sink, 4001, "Initialization Timeout").await;
             return Phase::Closed;
         };
-        match decode(message) {
+        match decode(message, self.app.config.max_body_size) {
             Incoming::Closed => Phase::Closed,
+            Incoming::TooBig => {
+                close(&mut self.sink, TOO_BIG.0, TOO_BIG.1).await;
+                Phase::Closed
+            }
             Incoming::Ignore => Phase::AwaitingInit(deadline),
             Incoming::Invalid(message) => {
                 notify_error(&mut self.sink, &message).await;
@@ -277,7 +320,10 @@ impl Session {
                 Some(event) => self.on_event(&mut job, event).await,
                 None => ControlFlow::Break(End::Completed),
             },
-            message = self.stream.next() => self.on_message(&job, decode(message)).await,
+            message = self.stream.next() => {
+                let message = decode(message, self.app.config.max_body_size);
+                self.on_message(&job, message).await
+            }
         };
         match step {
             ControlFlow::Continue(()) => Phase::Running(job),
@@ -368,6 +414,7 @@ impl Session {
         let abort = |code, reason| ControlFlow::Break(End::Aborted(Some((code, reason))));
         let value = match message {
             Incoming::Closed => return ControlFlow::Break(End::Aborted(None)),
+            Incoming::TooBig => return abort(TOO_BIG.0, TOO_BIG.1),
             Incoming::Ignore => return ControlFlow::Continue(()),
             Incoming::Invalid(message) => {
                 send_json(

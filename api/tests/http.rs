@@ -676,3 +676,32 @@ fn a_slow_body_times_out_with_408() {
     );
     assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
 }
+
+/// The v3 routes that change state take no body but must be JSON, as every state-changing route:
+/// a form post or a no-cors fetch from a page of another site cannot install or uninstall.
+#[test]
+fn v3_state_changes_must_be_json() {
+    let server = Server::start();
+    for (method, path) in [
+        ("POST", "/api/v3/repos/main/packages/ruby/3.0.1/install"),
+        ("POST", "/api/v3/repos/main/packages/gcc/10/uninstall"),
+        ("DELETE", "/api/v3/repos/main/packages/gcc/10/cache"),
+    ] {
+        for content_type in ["application/x-www-form-urlencoded", "text/plain"] {
+            let (status, body) = server.send(method, path, content_type, "");
+            assert_eq!(
+                (status, message(&body)),
+                (415, "requests must be of type application/json"),
+                "{method} {path} as {content_type}"
+            );
+        }
+    }
+    assert!(server.fake.purged().is_empty(), "nothing was purged");
+    assert_eq!(
+        server
+            .client
+            .delete_empty("/api/v3/repos/main/packages/gcc/10/cache")
+            .0,
+        200
+    );
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use api::Config;
 use common::Server;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use test_support::ws::{self, Ws, send};
 use tokio_tungstenite::tungstenite::Message;
@@ -233,4 +233,78 @@ async fn compile_failure_ends_the_job() {
         metrics.contains("piston_jobs_total{kind=\"interactive\",outcome=\"compile_error\"} 1"),
         "{metrics}"
     );
+}
+
+/// A WebSocket from a web page of another site is refused (403) unless its `Origin` is in
+/// `allowed_origins`; clients that send no `Origin` (every non-browser client) are not affected.
+#[tokio::test]
+async fn cross_origin_websockets_are_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = Server::with_config(Config {
+        allowed_origins: vec!["https://judge.example.org".to_owned()],
+        shutdown_timeout: 2000,
+        ..Config::default()
+    });
+    let url = server.ws_url("/api/v2/connect");
+    let with_origin = |origin: &str| {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
+        request
+    };
+    match tokio_tungstenite::connect_async(with_origin("https://evil.example.com")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(body.contains("are not allowed (allowed_origins)"), "{body}");
+        }
+        other => panic!("a cross-site WebSocket was accepted: {other:?}"),
+    }
+    for accepted in [
+        tokio_tungstenite::connect_async(with_origin("https://judge.example.org")).await,
+        tokio_tungstenite::connect_async(url.as_str()).await,
+    ] {
+        let (mut ws, _) = accepted.expect("accepted");
+        send(&mut ws, init("cpp", "cat")).await;
+        assert_eq!(recv(&mut ws).await["type"], "runtime");
+    }
+}
+
+/// A client message larger than a request body may be (`max_body_size`) ends the connection
+/// instead of being buffered.
+#[tokio::test]
+async fn an_oversized_message_ends_the_connection() {
+    let server = Server::with_config(Config {
+        max_body_size: 4096,
+        shutdown_timeout: 2000,
+        ..Config::default()
+    });
+    let mut ws = connect(&server).await;
+    send(&mut ws, init("cpp", "cat")).await;
+    assert_eq!(recv(&mut ws).await["type"], "runtime");
+    let big = json!({"type": "data", "stream": "stdin", "data": "x".repeat(6000)});
+    let _ = ws.send(Message::Text(big.to_string().into())).await;
+    // The job's own messages may come first; then the server ends the connection.
+    let end = loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("in time")
+        {
+            Some(Ok(Message::Close(frame))) => {
+                break frame.map_or_else(String::new, |f| {
+                    format!("{} {}", u16::from(f.code), f.reason)
+                });
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break format!("error {e}"),
+            None => break "end of stream".to_owned(),
+        }
+    };
+    assert!(
+        end.contains("1009") && end.contains("Message Too Big"),
+        "{end}"
+    );
+    assert_eq!(server.client.get("/healthz").0, 200);
 }

@@ -89,20 +89,25 @@ impl Client {
         self.send("DELETE", path, "application/json", &body.to_string())
     }
 
-    /// A POST without body or content type (the v3 routes).
+    /// A POST without a body (the v3 routes), typed JSON as they require.
     pub fn post_empty(&self, path: &str) -> (u16, Value) {
         json_of(finish(
             self.agent()
                 .post(self.url(path))
+                .header("Content-Type", "application/json")
                 .send_empty()
                 .expect("POST"),
         ))
     }
 
-    /// A DELETE without body (the v3 routes).
+    /// A DELETE without a body (the v3 routes), typed JSON as they require.
     pub fn delete_empty(&self, path: &str) -> (u16, Value) {
         json_of(finish(
-            self.agent().delete(self.url(path)).call().expect("DELETE"),
+            self.agent()
+                .delete(self.url(path))
+                .header("Content-Type", "application/json")
+                .call()
+                .expect("DELETE"),
         ))
     }
 }
