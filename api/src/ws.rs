@@ -8,7 +8,11 @@
 //! 4004 "Can only write to stdin", 4005 "Invalid signal". Unknown message types are ignored.
 //!
 //! Unlike Piston:
-//! * signals reach the program;
+//! * signals reach the program (SIGSTOP excepted: it would stop the sandbox's init, which
+//!   cannot block it; SIGTSTP stops the program);
+//! * the client's messages are bounded: one longer than `max_body_size` closes with 1009
+//!   "Message Too Big"; more than 256 stdin/signal messages waiting for the job close with 4006
+//!   "Too Many Messages"; a page whose `Origin` is not in `allowed_origins` gets 403;
 //! * **extension:** `{"type":"data","stream":"stdin","eof":true}` closes the program's stdin (after
 //!   writing `data`, if the message has one), so programs reading to end of file terminate;
 //! * the output limit holds: past `output_max_size` bytes on a stream in a stage, the rest is
@@ -203,7 +207,7 @@ struct Job {
     /// Tells that thread to stop.
     stop: Arc<AtomicBool>,
     /// To the stdin writer thread; dropping it ends the thread.
-    control: std::sync::mpsc::Sender<Control>,
+    control: std::sync::mpsc::SyncSender<Control>,
     compile_limit: u64,
     run_limit: u64,
     /// The current stage's output.
@@ -216,7 +220,14 @@ struct Job {
 enum Control {
     Write(Vec<u8>),
     Eof,
+    Signal(i32),
 }
+
+/// Client messages for the job (stdin, EOF, signals) waiting for its control thread. A client
+/// that sends faster than the job takes them is closed with [`TOO_MANY`] instead of growing the
+/// server's memory or its blocking pool.
+const CONTROL_BACKLOG: usize = 256;
+const TOO_MANY: (u16, &str) = (4006, "Too Many Messages");
 
 impl Session {
     /// [`Phase::AwaitingInit`]: one client message, or the timeout (4001). `data` and `signal`
@@ -435,7 +446,9 @@ impl Session {
                 match value.get("data") {
                     None | Some(Value::Null) => {}
                     Some(Value::String(text)) => {
-                        let _ = job.control.send(Control::Write(text.clone().into_bytes()));
+                        if !job.queue(Control::Write(text.clone().into_bytes())) {
+                            return abort(TOO_MANY.0, TOO_MANY.1);
+                        }
                     }
                     Some(_) => {
                         send_json(
@@ -446,8 +459,10 @@ impl Session {
                         return abort(4002, "Notified Error");
                     }
                 }
-                if value.get("eof").and_then(Value::as_bool) == Some(true) {
-                    let _ = job.control.send(Control::Eof);
+                if value.get("eof").and_then(Value::as_bool) == Some(true)
+                    && !job.queue(Control::Eof)
+                {
+                    return abort(TOO_MANY.0, TOO_MANY.1);
                 }
             }
             "signal" => {
@@ -459,7 +474,9 @@ impl Session {
                     return abort(4005, "Invalid signal");
                 };
                 tracing::info!(signal = number, "signal from client");
-                job.signal(number);
+                if !job.queue(Control::Signal(number)) {
+                    return abort(TOO_MANY.0, TOO_MANY.1);
+                }
             }
             _ => {}
         }
@@ -507,7 +524,7 @@ impl Session {
 
 impl Job {
     /// Starts the threads around `handle`: one waits on the job's events and feeds a bounded
-    /// channel; one writes stdin in order without blocking the session (signals bypass it).
+    /// channel; one takes the client's stdin and signals, in order, from a bounded backlog.
     fn new(
         handle: Arc<dyn InteractiveJob>,
         slot: Slot,
@@ -538,7 +555,7 @@ impl Job {
                 }
             });
         }
-        let (control, control_rx) = std::sync::mpsc::channel::<Control>();
+        let (control, control_rx) = std::sync::mpsc::sync_channel::<Control>(CONTROL_BACKLOG);
         {
             let handle = Arc::clone(&handle);
             tokio::task::spawn_blocking(move || {
@@ -546,9 +563,10 @@ impl Job {
                     let result = match control {
                         Control::Write(data) => handle.write_stdin(&data),
                         Control::Eof => handle.close_stdin(),
+                        Control::Signal(number) => handle.signal(number),
                     };
                     if let Err(error) = result {
-                        tracing::debug!(error = %error_chain(&error), "stdin not delivered");
+                        tracing::debug!(error = %error_chain(&error), "client message not delivered");
                     }
                 }
             });
@@ -568,9 +586,18 @@ impl Job {
         }
     }
 
-    /// Sends signal `number` to the program from a blocking thread.
+    /// Sends signal `number` to the program from a blocking thread (the server's own SIGKILLs:
+    /// they do not wait behind the client's messages).
     fn signal(&self, number: i32) -> tokio::task::JoinHandle<()> {
         kill(Arc::clone(&self.handle), number)
+    }
+
+    /// Hands a client message to the control thread; false when its backlog is full.
+    fn queue(&self, control: Control) -> bool {
+        match self.control.try_send(control) {
+            Ok(()) | Err(std::sync::mpsc::TrySendError::Disconnected(_)) => true,
+            Err(std::sync::mpsc::TrySendError::Full(_)) => false,
+        }
     }
 }
 

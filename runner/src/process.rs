@@ -258,6 +258,14 @@ impl Process {
         if self.finished || self.helper_reaped {
             return Ok(());
         }
+        if sig == libc::SIGSTOP {
+            // Signals go to init, which forwards them to the program; SIGSTOP cannot be blocked
+            // or caught, so it would stop init itself (and with it the forwarding and reaping).
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "SIGSTOP is not forwarded (it would stop the sandbox's init); send SIGTSTP",
+            ));
+        }
         if sig == libc::SIGKILL {
             // To init itself: the whole PID namespace dies with it (see `kill`).
             let _ = self.sigkill_sent.set(Instant::now());

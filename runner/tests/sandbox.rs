@@ -676,6 +676,12 @@ fn signals_reach_the_program() {
         "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done",
         limits(),
     );
+    // SIGSTOP would stop init (it cannot be blocked): refused, and the job goes on.
+    let e = p.signal(libc::SIGSTOP).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    // SIGTSTP is forwarded like any other: the program stops, SIGCONT resumes it.
+    p.signal(libc::SIGTSTP).unwrap();
+    p.signal(libc::SIGCONT).unwrap();
     p.signal(libc::SIGTERM).unwrap();
     let r = p.close(Duration::from_secs(10));
     assert_eq!(r.code, Some(3), "{r:?}");
