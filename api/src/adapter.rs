@@ -61,6 +61,7 @@ pub fn build(config: &Config) -> Result<Arc<dyn Engine>, AdapterError> {
         .cgroup
         .name
         .clone_from(&config.runner_cgroup_name);
+    runner_config.cgroup.cpu_max_percent = config.runner_cpu_max_percent;
     let runner = runner::Runner::new(runner_config).map_err(AdapterError::Runner)?;
     let runtimes = jobs::Runtimes::new(Arc::new(pm)).map_err(AdapterError::Installed)?;
     Ok(Arc::new(RealEngine {

@@ -151,6 +151,8 @@ pub struct Config {
     /// Name of the cgroup directory that groups this server's job cgroups. Servers sharing a
     /// host need distinct names: each removes leftover job cgroups under its own at start-up.
     pub runner_cgroup_name: String,
+    /// The CPU one job may use, percent of one CPU (0 = no cap).
+    pub runner_cpu_max_percent: u32,
     /// Where job directories live (host side). Also swept of leftovers at start-up.
     pub runner_work_directory: PathBuf,
     /// Repository URL to register when ppman has none configured (Piston's `PISTON_REPO_URL`).
@@ -185,6 +187,7 @@ impl Default for Config {
             runner_gid_min: runner.gid_min,
             runner_gid_max: runner.gid_min + (runner.uid_max - runner.uid_min),
             runner_cgroup_name: runner.cgroup.name,
+            runner_cpu_max_percent: runner.cgroup.cpu_max_percent,
             runner_work_directory: runner.work_dir,
             repo_url: None,
             repo_key: None,
@@ -378,6 +381,11 @@ pub const OPTIONS: &[OptionDoc] = &[
         doc: "cgroup directory grouping this server's jobs (distinct per server on a host)",
     },
     OptionDoc {
+        name: "runner_cpu_max_percent",
+        default: "100",
+        doc: "CPU one job may use, percent of one CPU (0 = no cap)",
+    },
+    OptionDoc {
         name: "runner_work_directory",
         default: "/run/piston-runner",
         doc: "host directory of job directories (distinct per server on a host)",
@@ -567,6 +575,9 @@ impl Config {
             "runner_uid_max" => self.runner_uid_max = parse_u32(value).map_err(invalid)?,
             "runner_gid_min" => self.runner_gid_min = parse_u32(value).map_err(invalid)?,
             "runner_gid_max" => self.runner_gid_max = parse_u32(value).map_err(invalid)?,
+            "runner_cpu_max_percent" => {
+                self.runner_cpu_max_percent = parse_u32(value).map_err(invalid)?;
+            }
             "runner_cgroup_name" => {
                 let name = value.trim();
                 if name.is_empty()
@@ -963,6 +974,10 @@ mod tests {
         assert_eq!(
             config.runner_cgroup_name,
             runner::CgroupConfig::default().name
+        );
+        assert_eq!(
+            config.runner_cpu_max_percent,
+            runner::CgroupConfig::default().cpu_max_percent
         );
         let run = runner::Limits::piston_run();
         let compile = jobs::compile_limits();

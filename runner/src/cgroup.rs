@@ -38,7 +38,14 @@ pub struct CgroupConfig {
     /// Refuse to start without the memory and pids controllers (v2). Only tests turn this
     /// off, to drive the v2 code on a hybrid host whose unified hierarchy has no controllers.
     pub require_controllers: bool,
+    /// The CPU a job may use at most, in percent of one CPU (CFS bandwidth: v2 `cpu.max`, v1
+    /// `cpu.cfs_quota_us`); 0 = no cap. Without one, a many-threaded job takes every core and
+    /// its neighbours get false time-outs.
+    pub cpu_max_percent: u32,
 }
+
+/// CFS bandwidth period of the CPU cap, microseconds (the kernel's default).
+const CPU_PERIOD_US: u64 = 100_000;
 
 impl Default for CgroupConfig {
     fn default() -> Self {
@@ -49,6 +56,7 @@ impl Default for CgroupConfig {
             version: None,
             name: "piston-runner".into(),
             require_controllers: true,
+            cpu_max_percent: 100,
         }
     }
 }
@@ -74,6 +82,9 @@ enum Layout {
         memory: PathBuf,
         pids: PathBuf,
         cpuacct: PathBuf,
+        /// The cpu controller's directory when it is a hierarchy apart from cpuacct's (not
+        /// co-mounted as `cpu,cpuacct`); `None` when co-mounted or absent (see `cpu_dir`).
+        cpu: Option<PathBuf>,
     },
     V2 {
         dir: PathBuf,
@@ -87,7 +98,12 @@ impl Layout {
                 memory,
                 pids,
                 cpuacct,
-            } => vec![memory, pids, cpuacct],
+                cpu,
+            } => {
+                let mut dirs: Vec<&Path> = vec![memory, pids, cpuacct];
+                dirs.extend(cpu.as_deref());
+                dirs
+            }
             Layout::V2 { dir } => vec![dir],
         }
     }
@@ -98,10 +114,12 @@ impl Layout {
                 memory,
                 pids,
                 cpuacct,
+                cpu,
             } => Layout::V1 {
                 memory: memory.join(name),
                 pids: pids.join(name),
                 cpuacct: cpuacct.join(name),
+                cpu: cpu.as_ref().map(|c| c.join(name)),
             },
             Layout::V2 { dir } => Layout::V2 {
                 dir: dir.join(name),
@@ -169,6 +187,7 @@ pub struct Cgroups {
     version: CgroupVersion,
     base: Layout,
     strict: bool,
+    cpu_max_percent: u32,
 }
 
 impl Cgroups {
@@ -212,10 +231,20 @@ impl Cgroups {
                     .root
                     .join("cpuacct")
                     .join(rel(parent_of(Some("cpuacct"))?));
+                // The cpu controller, for the CPU cap: its own hierarchy, or co-mounted with
+                // cpuacct (the same directory, already in the list), or not there.
+                let cpu_root = cfg.root.join("cpu");
+                let cpu = (cfg.cpu_max_percent > 0
+                    && cpu_root.join("cpu.cfs_quota_us").exists()
+                    && fs::canonicalize(&cpu_root).ok()
+                        != fs::canonicalize(cfg.root.join("cpuacct")).ok())
+                .then(|| parent_of(Some("cpu")).map(|p| cpu_root.join(rel(p))))
+                .transpose()?;
                 let base = Layout::V1 {
                     memory: m.join(&cfg.name),
                     pids: p.join(&cfg.name),
                     cpuacct: c.join(&cfg.name),
+                    cpu: cpu.map(|c| c.join(&cfg.name)),
                 };
                 for d in base.dirs() {
                     mkdir(d)?;
@@ -260,6 +289,7 @@ impl Cgroups {
             version,
             base,
             strict: cfg.require_controllers,
+            cpu_max_percent: cfg.cpu_max_percent,
         })
     }
 
@@ -324,7 +354,7 @@ impl Cgroups {
             layout,
             strict: self.strict,
         };
-        job.set_fixed()?;
+        job.set_fixed(self.cpu_max_percent)?;
         Ok(job)
     }
 }
@@ -374,13 +404,25 @@ pub struct JobCgroup {
 
 impl JobCgroup {
     /// What every job gets, written when the cgroup is made (ahead of time, in the pool): no
-    /// swap, and on v2 an OOM kill takes the whole job.
-    fn set_fixed(&self) -> Result<(), RunnerError> {
+    /// swap, on v2 an OOM kill takes the whole job, and the CPU cap.
+    fn set_fixed(&self, cpu_max_percent: u32) -> Result<(), RunnerError> {
+        let quota = (cpu_max_percent > 0).then(|| CPU_PERIOD_US * u64::from(cpu_max_percent) / 100);
         match &self.layout {
             Layout::V1 { memory, .. } => {
                 let _ = fs::write(memory.join("memory.swappiness"), "0");
+                if let Some(quota) = quota
+                    && let Some(cpu) = self.cpu_dir()
+                {
+                    write(&cpu.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                    write(&cpu.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                }
             }
             Layout::V2 { dir } => {
+                if let Some(quota) = quota
+                    && (self.strict || dir.join("cpu.max").exists())
+                {
+                    write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
+                }
                 let swap = dir.join("memory.swap.max");
                 if swap.exists() {
                     write(&swap, "0")?;
@@ -391,6 +433,19 @@ impl JobCgroup {
             }
         }
         Ok(())
+    }
+
+    /// v1: where the job's `cpu.cfs_*` files are: the cpu hierarchy's directory, or cpuacct's
+    /// when the two are co-mounted; `None` without a cpu controller.
+    fn cpu_dir(&self) -> Option<&Path> {
+        match &self.layout {
+            Layout::V1 { cpu: Some(cpu), .. } => Some(cpu),
+            Layout::V1 { cpuacct, .. } => cpuacct
+                .join("cpu.cfs_quota_us")
+                .exists()
+                .then_some(cpuacct.as_path()),
+            Layout::V2 { .. } => None,
+        }
     }
 
     /// The job's own limits, written when a job takes the cgroup (before anything of it runs).
@@ -670,6 +725,7 @@ mod tests {
         assert_eq!(r("memory.swap.max"), "0");
         assert_eq!(r("pids.max"), "66");
         assert_eq!(r("memory.oom.group"), "1");
+        assert_eq!(r("cpu.max"), "100000 100000", "one CPU by default");
 
         fs::write(
             job_dir.join("cpu.stat"),
@@ -745,6 +801,71 @@ mod tests {
         .unwrap();
         assert!(!dir.join("memory.max").exists());
         assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "9");
+    }
+
+    /// v1: the CPU cap goes into the cpu hierarchy when it is one of its own (and init joins it),
+    /// into cpuacct's directory when the two are co-mounted, nowhere without a cpu controller.
+    #[test]
+    fn v1_cpu_cap() {
+        for layout in ["separate", "co-mounted", "none"] {
+            let t = tempfile::tempdir().unwrap();
+            let root = t.path().join("cg");
+            for c in ["memory", "pids", "cpuacct"] {
+                fs::create_dir_all(root.join(c)).unwrap();
+            }
+            fs::write(root.join("memory/memory.limit_in_bytes"), "0").unwrap();
+            match layout {
+                "separate" => {
+                    fs::create_dir_all(root.join("cpu/svc")).unwrap();
+                    fs::write(root.join("cpu/cpu.cfs_quota_us"), "-1").unwrap();
+                }
+                "co-mounted" => {
+                    std::os::unix::fs::symlink("cpuacct", root.join("cpu")).unwrap();
+                    fs::write(root.join("cpuacct/cpu.cfs_quota_us"), "-1").unwrap();
+                }
+                _ => {}
+            }
+            let selfcg = t.path().join("self");
+            fs::write(
+                &selfcg,
+                "8:pids:/\n4:memory:/\n3:cpu:/svc\n2:cpuacct:/\n0::/\n",
+            )
+            .unwrap();
+            let cfg = CgroupConfig {
+                root: root.clone(),
+                proc_self_cgroup: selfcg,
+                cpu_max_percent: 250,
+                ..CgroupConfig::default()
+            };
+            let cg = Cgroups::init(&cfg).unwrap();
+            if layout == "co-mounted" {
+                // The kernel makes the control files in a new cgroup; the fake tree does not.
+                let dir = root.join("cpuacct/piston-runner/j");
+                fs::create_dir_all(&dir).unwrap();
+                fs::write(dir.join("cpu.cfs_quota_us"), "-1").unwrap();
+            }
+            let job = cg.create_job("j").unwrap();
+            let quota =
+                |dir: &str| fs::read_to_string(root.join(dir).join("cpu.cfs_quota_us")).ok();
+            match layout {
+                "separate" => {
+                    assert_eq!(quota("cpu/svc/piston-runner/j").as_deref(), Some("250000"));
+                    assert!(
+                        job.procs_files()
+                            .contains(&root.join("cpu/svc/piston-runner/j/cgroup.procs")),
+                        "init joins the cpu hierarchy too"
+                    );
+                }
+                "co-mounted" => {
+                    assert_eq!(quota("cpuacct/piston-runner/j").as_deref(), Some("250000"));
+                    assert_eq!(job.procs_files().len(), 3);
+                }
+                _ => {
+                    assert_eq!(quota("cpuacct/piston-runner/j"), None);
+                    assert_eq!(job.procs_files().len(), 3);
+                }
+            }
+        }
     }
 
     #[test]

@@ -1198,3 +1198,23 @@ fn inode_bombs_stop_at_each_file_systems_limit() {
     }
     assert_eq!(e.bash("echo still fine", limits()).stdout, "still fine\n");
 }
+
+/// A job gets one CPU at most by default (CFS bandwidth): two busy loops for 1.5 s use about
+/// 1.5 s of CPU, not the 3 s two cores would give them, so a neighbour keeps the other core.
+#[test]
+fn a_many_threaded_job_gets_one_cpu() {
+    let Some(e) = env() else { return };
+    let r = e.bash(
+        "spin() { while :; do :; done; }; spin & spin & sleep 1.5; kill %1 %2; echo done",
+        limits(),
+    );
+    assert_eq!(r.stdout, "done\n", "{r:?}");
+    let ratio = r.cpu_time_ms as f64 / r.wall_time_ms as f64;
+    assert!(
+        ratio < 1.25,
+        "{} ms of CPU in {} ms: more than one CPU",
+        r.cpu_time_ms,
+        r.wall_time_ms
+    );
+    assert!(ratio > 0.5, "the loops ran: {r:?}");
+}
