@@ -62,6 +62,8 @@ pub fn build(config: &Config) -> Result<Arc<dyn Engine>, AdapterError> {
         .name
         .clone_from(&config.runner_cgroup_name);
     runner_config.cgroup.cpu_max_percent = config.runner_cpu_max_percent;
+    runner_config.cgroup.jobs_memory_percent = config.runner_jobs_memory_percent;
+    runner_config.cgroup.jobs_max_processes = config.runner_jobs_max_processes;
     let runner = runner::Runner::new(runner_config).map_err(AdapterError::Runner)?;
     let runtimes = jobs::Runtimes::new(Arc::new(pm)).map_err(AdapterError::Installed)?;
     Ok(Arc::new(RealEngine {

@@ -153,6 +153,10 @@ pub struct Config {
     pub runner_cgroup_name: String,
     /// The CPU one job may use, percent of one CPU (0 = no cap).
     pub runner_cpu_max_percent: u32,
+    /// The memory all jobs together may use, percent of the host's (0 = no cap).
+    pub runner_jobs_memory_percent: u32,
+    /// Processes and threads of all jobs together (0 = no cap).
+    pub runner_jobs_max_processes: u64,
     /// Where job directories live (host side). Also swept of leftovers at start-up.
     pub runner_work_directory: PathBuf,
     /// Repository URL to register when ppman has none configured (Piston's `PISTON_REPO_URL`).
@@ -188,6 +192,8 @@ impl Default for Config {
             runner_gid_max: runner.gid_min + (runner.uid_max - runner.uid_min),
             runner_cgroup_name: runner.cgroup.name,
             runner_cpu_max_percent: runner.cgroup.cpu_max_percent,
+            runner_jobs_memory_percent: runner.cgroup.jobs_memory_percent,
+            runner_jobs_max_processes: runner.cgroup.jobs_max_processes,
             runner_work_directory: runner.work_dir,
             repo_url: None,
             repo_key: None,
@@ -292,12 +298,12 @@ pub const OPTIONS: &[OptionDoc] = &[
     },
     OptionDoc {
         name: "compile_memory_limit",
-        default: "-1",
+        default: "1073741824",
         doc: "compile memory limit, bytes (> 0, or -1 for none)",
     },
     OptionDoc {
         name: "run_memory_limit",
-        default: "-1",
+        default: "536870912",
         doc: "run memory limit, bytes (> 0, or -1 for none)",
     },
     OptionDoc {
@@ -384,6 +390,16 @@ pub const OPTIONS: &[OptionDoc] = &[
         name: "runner_cpu_max_percent",
         default: "100",
         doc: "CPU one job may use, percent of one CPU (0 = no cap)",
+    },
+    OptionDoc {
+        name: "runner_jobs_memory_percent",
+        default: "75",
+        doc: "memory all jobs together may use, percent of the host's (0 = no cap)",
+    },
+    OptionDoc {
+        name: "runner_jobs_max_processes",
+        default: "8192",
+        doc: "processes and threads of all jobs together (0 = no cap)",
     },
     OptionDoc {
         name: "runner_work_directory",
@@ -577,6 +593,15 @@ impl Config {
             "runner_gid_max" => self.runner_gid_max = parse_u32(value).map_err(invalid)?,
             "runner_cpu_max_percent" => {
                 self.runner_cpu_max_percent = parse_u32(value).map_err(invalid)?;
+            }
+            "runner_jobs_memory_percent" => match parse_u32(value) {
+                Ok(n) if n <= 100 => self.runner_jobs_memory_percent = n,
+                _ => return Err(invalid("must be a percentage from 0 to 100".to_owned())),
+            },
+            "runner_jobs_max_processes" => {
+                self.runner_jobs_max_processes = value.trim().parse().map_err(|_| {
+                    invalid("must be a non-negative number of processes".to_owned())
+                })?;
             }
             "runner_cgroup_name" => {
                 let name = value.trim();
@@ -975,10 +1000,13 @@ mod tests {
             config.runner_cgroup_name,
             runner::CgroupConfig::default().name
         );
+        let cgroup = runner::CgroupConfig::default();
+        assert_eq!(config.runner_cpu_max_percent, cgroup.cpu_max_percent);
         assert_eq!(
-            config.runner_cpu_max_percent,
-            runner::CgroupConfig::default().cpu_max_percent
+            config.runner_jobs_memory_percent,
+            cgroup.jobs_memory_percent
         );
+        assert_eq!(config.runner_jobs_max_processes, cgroup.jobs_max_processes);
         let run = runner::Limits::piston_run();
         let compile = jobs::compile_limits();
         let limits = &config.limits;

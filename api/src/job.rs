@@ -209,6 +209,12 @@ fn requested_limits(
             let Some(number) = value.and_then(Value::as_f64) else {
                 return Err(invalid(format!("If specified, {name} must be a number")));
             };
+            // -1 is how Piston's README and many clients say "no memory limit of my own": it
+            // gets the configured limit (Piston refuses it when the operator set one, and this
+            // server has finite defaults), so those clients keep working.
+            if constraint == "memory_limit" && number == -1.0 {
+                continue;
+            }
             let configured = limit(&name);
             if configured > 0 {
                 if number > configured as f64 {
@@ -445,11 +451,29 @@ mod tests {
         );
         let body =
             json!({"language":"c++","version":"*","files":[{"content":"x"}],"run_memory_limit":-5});
-        let job = validate(&body, &runtimes(), &GlobalLimits::default(), &env).unwrap();
+        let uncapped = GlobalLimits {
+            run_memory_limit: -1,
+            ..GlobalLimits::default()
+        };
+        let job = validate(&body, &runtimes(), &uncapped, &env).unwrap();
         assert_eq!(job.run.max_processes, 128);
         assert_eq!(
             job.run.memory_bytes, None,
             "no cap: a negative request means no limit"
+        );
+        assert_eq!(
+            validate(&body, &runtimes(), &GlobalLimits::default(), &env)
+                .unwrap_err()
+                .0,
+            "run_memory_limit must be non-negative"
+        );
+        let body =
+            json!({"language":"c++","version":"*","files":[{"content":"x"}],"run_memory_limit":-1});
+        let job = validate(&body, &runtimes(), &GlobalLimits::default(), &env).unwrap();
+        assert_eq!(
+            job.run.memory_bytes,
+            Some(512 << 20),
+            "-1: the configured limit"
         );
     }
 

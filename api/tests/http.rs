@@ -202,13 +202,25 @@ fn validation_messages_in_piston_order() {
         py(json!({"compile_cpu_time": true})),
         "If specified, compile_cpu_time must be a number",
     );
-    // Piston's falsy values mean "default"; with no memory cap any number passes.
+    // The memory limits are finite by default: a request may lower them, not lift them; -1
+    // (Piston's README's "none") gets the configured limit.
+    refused(
+        &server,
+        py(json!({"run_memory_limit": 1_000_000_000_000_i64})),
+        "run_memory_limit cannot exceed the configured limit of 536870912",
+    );
+    refused(
+        &server,
+        py(json!({"run_memory_limit": -5})),
+        "run_memory_limit must be non-negative",
+    );
+    // Piston's falsy values mean "default".
     for ok in [
         json!({"run_timeout": 0}),
         json!({"run_timeout": null}),
         json!({"run_timeout": false}),
-        json!({"run_memory_limit": 1_000_000_000_000_i64}),
-        json!({"run_memory_limit": -5}),
+        json!({"run_memory_limit": 100_000_000}),
+        json!({"run_memory_limit": -1, "compile_memory_limit": -1}),
         json!({"run_timeout": 1500.5}),
     ] {
         let (status, body) = server.post("/api/v2/execute", &py(ok.clone()));
@@ -217,11 +229,9 @@ fn validation_messages_in_piston_order() {
     let jobs = server.fake.jobs();
     let last = jobs.last().unwrap();
     assert_eq!(last.run.wall_timeout_ms, 1501);
-    assert_eq!(jobs[jobs.len() - 2].run.memory_bytes, None);
-    assert_eq!(
-        jobs[jobs.len() - 3].run.memory_bytes,
-        Some(1_000_000_000_000)
-    );
+    let minus_one = &jobs[jobs.len() - 2];
+    assert_eq!(minus_one.run.memory_bytes, Some(512 << 20));
+    assert_eq!(jobs[jobs.len() - 3].run.memory_bytes, Some(100_000_000));
 
     // This server's own checks come after Piston's.
     refused(

@@ -18,11 +18,13 @@ use crate::error::JobError;
 use crate::package::ScriptCache;
 use crate::script::PackageInfo;
 
-/// Piston's default compile limits: its run limits with 10 s of wall and CPU time.
+/// The default compile limits: the run limits with 10 s of wall and CPU time (Piston's) and
+/// 1 GiB of memory (compilers need more than programs).
 pub fn compile_limits() -> Limits {
     Limits {
         wall_timeout_ms: 10_000,
         cpu_time_ms: 10_000,
+        memory_bytes: Some(1 << 30),
         ..Limits::piston_run()
     }
 }

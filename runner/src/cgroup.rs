@@ -42,6 +42,14 @@ pub struct CgroupConfig {
     /// `cpu.cfs_quota_us`); 0 = no cap. Without one, a many-threaded job takes every core and
     /// its neighbours get false time-outs.
     pub cpu_max_percent: u32,
+    /// The memory all jobs together may use, percent of what this host (or the cgroup the
+    /// runner is placed in, when it has a lower limit) has: the limit of `<parent>/<name>`, so
+    /// the host and the server survive whatever the jobs do. 0 = no cap.
+    pub jobs_memory_percent: u32,
+    /// Processes and threads of all jobs together (`pids.max` of `<parent>/<name>`); 0 = no cap.
+    pub jobs_max_processes: u64,
+    /// The host's `/proc/meminfo` (its `MemTotal` is what `jobs_memory_percent` is of).
+    pub meminfo: PathBuf,
 }
 
 /// CFS bandwidth period of the CPU cap, microseconds (the kernel's default).
@@ -57,6 +65,9 @@ impl Default for CgroupConfig {
             name: "piston-runner".into(),
             require_controllers: true,
             cpu_max_percent: 100,
+            jobs_memory_percent: 75,
+            jobs_max_processes: 8192,
+            meminfo: PathBuf::from("/proc/meminfo"),
         }
     }
 }
@@ -188,6 +199,15 @@ pub struct Cgroups {
     base: Layout,
     strict: bool,
     cpu_max_percent: u32,
+    /// The caps of all jobs together, on `base`.
+    shared: SharedLimits,
+}
+
+/// The limits of `<parent>/<name>`, which every job of the runner shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedLimits {
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
 }
 
 impl Cgroups {
@@ -220,6 +240,8 @@ impl Cgroups {
             }
         };
         let rel = |p: String| p.trim_start_matches('/').to_string();
+        // The lowest memory limit of the cgroups the jobs' cgroups are placed in.
+        let above: Option<u64>;
         let base = match version {
             CgroupVersion::V1 => {
                 let m = cfg
@@ -240,6 +262,7 @@ impl Cgroups {
                         != fs::canonicalize(cfg.root.join("cpuacct")).ok())
                 .then(|| parent_of(Some("cpu")).map(|p| cpu_root.join(rel(p))))
                 .transpose()?;
+                above = v1_memory_limit(&m);
                 let base = Layout::V1 {
                     memory: m.join(&cfg.name),
                     pids: p.join(&cfg.name),
@@ -257,6 +280,7 @@ impl Cgroups {
             }
             CgroupVersion::V2 => {
                 let parent = cfg.root.join(rel(parent_of(None)?));
+                above = v2_memory_limit(&cfg.root, &parent);
                 // Missing cgroup.controllers (fake trees): assume everything is available.
                 let avail = read(&parent.join("cgroup.controllers")).ok();
                 let has = |c: &str| {
@@ -285,12 +309,32 @@ impl Cgroups {
                 Layout::V2 { dir }
             }
         };
+        let host = read(&cfg.meminfo)
+            .ok()
+            .and_then(|m| keyed(&m, "MemTotal:"))
+            .map(|kib| kib * 1024);
+        let shared = SharedLimits {
+            memory_bytes: memory_share(host, above, cfg.jobs_memory_percent),
+            pids: (cfg.jobs_max_processes > 0).then_some(cfg.jobs_max_processes),
+        };
         Ok(Cgroups {
             version,
             base,
             strict: cfg.require_controllers,
             cpu_max_percent: cfg.cpu_max_percent,
+            shared,
         })
+    }
+
+    /// The caps every job of this runner shares (the memory one sized from the host).
+    pub fn shared_limits(&self) -> SharedLimits {
+        self.shared
+    }
+
+    /// Writes the shared caps on `<parent>/<name>`. After [`Cgroups::remove_stale`]: a v1
+    /// memory limit below what leftover jobs still use would be refused (EBUSY).
+    pub fn apply_shared(&self) -> Result<(), RunnerError> {
+        set_shared(&self.base, self.shared, self.strict)
     }
 
     /// Removes job cgroups left by runner processes that no longer exist (`h-<pid>-<n>` whose
@@ -344,6 +388,7 @@ impl Cgroups {
                             write(&sc, "+memory +pids +cpu")
                                 .or_else(|_| write(&sc, "+memory +pids"))?;
                         }
+                        set_shared(&self.base, self.shared, self.strict)?;
                         mkdir(d)?;
                     }
                     _ => return Err(cg_err(d, e)),
@@ -357,6 +402,65 @@ impl Cgroups {
         job.set_fixed(self.cpu_max_percent)?;
         Ok(job)
     }
+}
+
+/// `percent` of the host's memory, or of the limit above when that is lower; `None` when there
+/// is no cap (0 %) or nothing to take a share of.
+fn memory_share(host: Option<u64>, above: Option<u64>, percent: u32) -> Option<u64> {
+    if percent == 0 {
+        return None;
+    }
+    let whole = match (host, above) {
+        (Some(h), Some(a)) => h.min(a),
+        (h, a) => h.or(a)?,
+    };
+    let share = u128::from(whole) * u128::from(percent.min(100)) / 100;
+    Some(u64::try_from(share).unwrap_or(whole))
+}
+
+/// A limit as a cgroup file holds it; v1 says "no limit" with a number near `i64::MAX`, v2 with
+/// `max`.
+fn parse_limit(text: &str) -> Option<u64> {
+    text.trim().parse::<u64>().ok().filter(|&n| n < NO_LIMIT)
+}
+
+/// Memory limits from here up mean "none" (v1's is `i64::MAX` rounded down to a page).
+const NO_LIMIT: u64 = 1 << 62;
+
+/// v1: the memory limit that applies to `dir` through its ancestors (`memory.stat`'s
+/// `hierarchical_memory_limit`).
+fn v1_memory_limit(dir: &Path) -> Option<u64> {
+    let stat = read(&dir.join("memory.stat")).ok()?;
+    keyed(&stat, "hierarchical_memory_limit").filter(|&n| n < NO_LIMIT)
+}
+
+/// v2: the lowest `memory.max` of `dir` and its ancestors below `root`.
+fn v2_memory_limit(root: &Path, dir: &Path) -> Option<u64> {
+    dir.ancestors()
+        .take_while(|d| d.starts_with(root) && *d != root)
+        .filter_map(|d| parse_limit(&read(&d.join("memory.max")).ok()?))
+        .min()
+}
+
+/// Writes the caps of all jobs together on the base directory; "no cap" is written too, so a
+/// cap of an earlier start with other settings does not stay.
+fn set_shared(base: &Layout, shared: SharedLimits, strict: bool) -> Result<(), RunnerError> {
+    let (memory, no_memory_cap, pids) = match base {
+        Layout::V1 { memory, pids, .. } => (memory.join("memory.limit_in_bytes"), "-1", pids),
+        Layout::V2 { dir } => (dir.join("memory.max"), "max", dir),
+    };
+    let pids = pids.join("pids.max");
+    // Non-strict (tests only): skip controllers the hierarchy does not have.
+    let usable = |f: &Path| strict || f.exists();
+    if usable(&memory) {
+        let value = shared.memory_bytes.map(|n| n.to_string());
+        write(&memory, value.as_deref().unwrap_or(no_memory_cap))?;
+    }
+    if usable(&pids) {
+        let value = shared.pids.map(|n| n.to_string());
+        write(&pids, value.as_deref().unwrap_or("max"))?;
+    }
+    Ok(())
 }
 
 fn mkdir(d: &Path) -> Result<(), RunnerError> {
@@ -757,6 +861,106 @@ mod tests {
         fs::write(job_dir.join("cgroup.procs"), "").unwrap();
         job.kill_all();
         assert_eq!(r("cgroup.kill"), "1");
+    }
+
+    /// All jobs together get a share of the host's memory, or of the lowest limit above them
+    /// when that is lower, and a pids cap; "no cap" is written too.
+    #[test]
+    fn shared_caps_v2() {
+        let (t, mut cfg) = fake_v2("/system.slice/piston.service");
+        cfg.meminfo = t.path().join("meminfo");
+        fs::write(&cfg.meminfo, "MemTotal:       16777216 kB\nMemFree: 1 kB\n").unwrap();
+        let slice = cfg.root.join("system.slice");
+        let base = slice.join("piston.service/piston-runner");
+        let read = |f: &str| fs::read_to_string(base.join(f)).unwrap();
+
+        fs::write(slice.join("memory.max"), "max\n").unwrap();
+        let cg = Cgroups::init(&cfg).unwrap();
+        cg.apply_shared().unwrap();
+        assert_eq!(
+            read("memory.max"),
+            (12u64 << 30).to_string(),
+            "75 % of 16 GiB"
+        );
+        assert_eq!(read("pids.max"), "8192");
+        assert_eq!(cg.shared_limits().memory_bytes, Some(12 << 30));
+
+        // The service has a lower limit of its own (systemd's MemoryMax=): a share of that.
+        fs::write(slice.join("piston.service/memory.max"), "8589934592\n").unwrap();
+        Cgroups::init(&cfg).unwrap().apply_shared().unwrap();
+        assert_eq!(read("memory.max"), (6u64 << 30).to_string());
+
+        cfg.jobs_memory_percent = 0;
+        cfg.jobs_max_processes = 0;
+        let cg = Cgroups::init(&cfg).unwrap();
+        cg.apply_shared().unwrap();
+        assert_eq!(
+            (read("memory.max"), read("pids.max")),
+            ("max".into(), "max".into())
+        );
+        assert_eq!(
+            cg.shared_limits(),
+            SharedLimits {
+                memory_bytes: None,
+                pids: None
+            }
+        );
+    }
+
+    #[test]
+    fn shared_caps_v1() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("cg");
+        for c in ["memory/svc", "pids/svc", "cpuacct"] {
+            fs::create_dir_all(root.join(c)).unwrap();
+        }
+        fs::write(root.join("memory/memory.limit_in_bytes"), "0").unwrap();
+        fs::write(
+            root.join("memory/svc/memory.stat"),
+            "cache 0\nhierarchical_memory_limit 9223372036854771712\n",
+        )
+        .unwrap();
+        let selfcg = t.path().join("self");
+        fs::write(&selfcg, "8:pids:/svc\n4:memory:/svc\n2:cpuacct:/\n0::/\n").unwrap();
+        let meminfo = t.path().join("meminfo");
+        fs::write(&meminfo, "MemTotal:        1048576 kB\n").unwrap();
+        let cfg = CgroupConfig {
+            root: root.clone(),
+            proc_self_cgroup: selfcg,
+            meminfo,
+            jobs_memory_percent: 50,
+            jobs_max_processes: 100,
+            ..CgroupConfig::default()
+        };
+        let read = |f: &str| fs::read_to_string(root.join(f)).unwrap();
+        Cgroups::init(&cfg).unwrap().apply_shared().unwrap();
+        assert_eq!(
+            read("memory/svc/piston-runner/memory.limit_in_bytes"),
+            (512u64 << 20).to_string(),
+            "no limit above: half the host"
+        );
+        assert_eq!(read("pids/svc/piston-runner/pids.max"), "100");
+        fs::write(
+            root.join("memory/svc/memory.stat"),
+            "hierarchical_memory_limit 104857600\n",
+        )
+        .unwrap();
+        let cg = Cgroups::init(&cfg).unwrap();
+        assert_eq!(cg.shared_limits().memory_bytes, Some(50 << 20));
+    }
+
+    #[test]
+    fn memory_share_of_the_smaller() {
+        assert_eq!(memory_share(Some(1000), None, 75), Some(750));
+        assert_eq!(memory_share(Some(1000), Some(400), 50), Some(200));
+        assert_eq!(memory_share(None, Some(400), 100), Some(400));
+        assert_eq!(memory_share(Some(1000), None, 0), None);
+        assert_eq!(memory_share(None, None, 75), None);
+        assert_eq!(
+            memory_share(Some(1000), None, 250),
+            Some(1000),
+            "at most all of it"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::cgroup::{CgroupConfig, CgroupVersion, Cgroups};
+use crate::cgroup::{CgroupConfig, CgroupVersion, Cgroups, SharedLimits};
 use crate::error::RunnerError;
 use crate::ids::{self, HostIds};
 use crate::pool::{Janitor, Pool, Task};
@@ -344,7 +344,15 @@ impl Runner {
                 "removed leftovers of a runner that died"
             );
         }
-        tracing::debug!(version = ?cgroups.version(), helper = %helper.display(), "runner ready");
+        cgroups.apply_shared()?;
+        let shared = cgroups.shared_limits();
+        tracing::info!(
+            version = ?cgroups.version(),
+            jobs_memory_bytes = ?shared.memory_bytes,
+            jobs_max_processes = ?shared.pids,
+            "cgroups ready: caps shared by all jobs"
+        );
+        tracing::debug!(helper = %helper.display(), "runner ready");
         let pool = Arc::new(Pool::new(
             helper.clone(),
             cgroups.clone(),
@@ -377,6 +385,11 @@ impl Runner {
 
     pub fn cgroup_version(&self) -> CgroupVersion {
         self.cgroups.version()
+    }
+
+    /// The memory and process caps all jobs of this runner share.
+    pub fn shared_limits(&self) -> SharedLimits {
+        self.cgroups.shared_limits()
     }
 
     fn prepare(

@@ -31,7 +31,7 @@ mod stale;
 mod sys;
 mod types;
 
-pub use cgroup::{CgroupConfig, CgroupVersion};
+pub use cgroup::{CgroupConfig, CgroupVersion, SharedLimits};
 pub use error::RunnerError;
 pub use helper::helper_main;
 pub use job::{

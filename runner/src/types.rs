@@ -21,13 +21,17 @@ pub struct Limits {
     pub output_max_size: u64,
 }
 
+/// The default memory limit of a run stage, bytes (512 MiB).
+pub const DEFAULT_RUN_MEMORY: u64 = 512 << 20;
+
 impl Limits {
-    /// Piston's default run limits (`PISTON_RUN_*`, `PISTON_MAX_*`, `PISTON_OUTPUT_MAX_SIZE`).
+    /// Piston's default run limits (`PISTON_RUN_*`, `PISTON_MAX_*`, `PISTON_OUTPUT_MAX_SIZE`),
+    /// but with a memory limit: Piston has none by default, so one job could take the host.
     pub fn piston_run() -> Limits {
         Limits {
             wall_timeout_ms: 3000,
             cpu_time_ms: 3000,
-            memory_bytes: None,
+            memory_bytes: Some(DEFAULT_RUN_MEMORY),
             max_processes: 64,
             max_open_files: 2048,
             max_file_size: 10_000_000,

@@ -248,6 +248,54 @@ fn memory_bomb_is_killed_and_reported() {
     assert!(r.memory_bytes >= 48 << 20, "peak {}", r.memory_bytes);
 }
 
+/// All jobs share one memory cap (a share of the host) on top of their own: a job well under its
+/// own limit is OOM-killed when it would take more than the jobs' share, and the host keeps the
+/// rest. 1 % of the host is the cap here; the job's own limit is four times that.
+#[test]
+fn jobs_share_one_memory_cap() {
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap();
+    let total: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .map(|kib: u64| kib * 1024)
+        .expect("MemTotal");
+    let Some(e) = env_with(|c| {
+        c.cgroup.name = "piston-runner-test-shared".into();
+        c.cgroup.jobs_memory_percent = 1;
+        c.cgroup.jobs_max_processes = 4096;
+    }) else {
+        return;
+    };
+    let cap = e.runner.shared_limits().memory_bytes.expect("a shared cap");
+    assert_eq!(cap, total / 100);
+    assert_eq!(e.runner.shared_limits().pids, Some(4096));
+    let l = Limits {
+        memory_bytes: Some(4 * cap),
+        ..limits()
+    };
+    let script = format!(
+        "python3 -c 'a=bytearray({}); print(\"allocated\")'",
+        2 * cap
+    );
+    let r = e.bash(&script, l);
+    assert_eq!(r.status, Some(Status::SG), "{r:?}");
+    assert_eq!(r.kill_reason, Some(KillReason::Memory), "{r:?}");
+    assert!(
+        r.memory_bytes <= cap + (1 << 20),
+        "peak {} > cap {cap}",
+        r.memory_bytes
+    );
+    // Under the cap, the same job runs.
+    let small = format!(
+        "python3 -c 'a=bytearray({}); print(\"allocated\")'",
+        cap / 2
+    );
+    let r = e.bash(&small, l);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.stdout, "allocated\n");
+}
+
 #[test]
 fn cpu_spin_times_out_on_cpu() {
     let Some(e) = env() else { return };

@@ -588,11 +588,23 @@ fn every_validation_message_of_the_reference() {
             &py(json!({ name: cap + 1 })),
             &format!("{name} cannot exceed the configured limit of {cap}"),
         );
+        // -1 for a memory limit is what Piston's README sends for "none": it gets the
+        // configured limit instead of Piston's refusal (see README, API).
+        let negative = if name.ends_with("memory_limit") {
+            -2
+        } else {
+            -1
+        };
         s.refused(
-            &py(json!({ name: -1 })),
+            &py(json!({ name: negative })),
             &format!("{name} must be non-negative"),
         );
     }
+    let run = s.python(
+        "print('ran')",
+        &json!({"compile_memory_limit": -1, "run_memory_limit": -1}),
+    );
+    assert_clean(&run, "ran\n");
     s.refused(
         &py(json!({"run_cpu_time": "x", "run_timeout": "x", "compile_memory_limit": "x"})),
         "If specified, compile_memory_limit must be a number",
