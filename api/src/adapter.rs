@@ -217,6 +217,10 @@ impl Engine for RealEngine {
         self.runtimes.list()
     }
 
+    fn jobs_memory(&self) -> Option<u64> {
+        self.jobs.runner().shared_limits().memory_bytes
+    }
+
     fn execute(&self, job: JobRequest) -> Result<JobOutcome, EngineError> {
         let spec = self.spec(job)?;
         let result = self

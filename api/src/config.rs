@@ -133,8 +133,8 @@ pub struct Config {
     pub limit_overrides: LimitOverrideTable,
     /// Whether jobs run without network access.
     pub disable_networking: bool,
-    /// Jobs running at once.
-    pub max_concurrent_jobs: usize,
+    /// Jobs running at once; `None` ("auto"): sized from the host, see [`Config::concurrency`].
+    pub max_concurrent_jobs: Option<usize>,
     /// Jobs waiting for a slot; past this, requests get 503.
     pub max_queued_jobs: usize,
     /// Largest accepted request body, bytes.
@@ -181,7 +181,7 @@ impl Default for Config {
             limits: GlobalLimits::default(),
             limit_overrides: BTreeMap::new(),
             disable_networking: true,
-            max_concurrent_jobs: 64,
+            max_concurrent_jobs: None,
             max_queued_jobs: 256,
             max_body_size: 1 << 20,
             body_timeout: 10_000,
@@ -338,8 +338,8 @@ pub const OPTIONS: &[OptionDoc] = &[
     },
     OptionDoc {
         name: "max_concurrent_jobs",
-        default: "64",
-        doc: "jobs running at once (> 0)",
+        default: "auto",
+        doc: "jobs running at once (> 0), or auto: sized from the host's CPUs and memory",
     },
     OptionDoc {
         name: "max_queued_jobs",
@@ -568,7 +568,14 @@ impl Config {
                 }
             }
             "max_concurrent_jobs" => {
-                self.max_concurrent_jobs = positive(value, "jobs").map_err(invalid)? as usize;
+                self.max_concurrent_jobs = if value.trim().eq_ignore_ascii_case("auto") {
+                    None
+                } else {
+                    let jobs = positive(value, "jobs").map_err(|_| {
+                        invalid("must be a positive number of jobs, or auto".to_owned())
+                    })?;
+                    Some(jobs as usize)
+                };
             }
             "max_queued_jobs" => {
                 self.max_queued_jobs = value
@@ -748,15 +755,33 @@ impl Config {
                  runner_uid_min)"
             )));
         }
-        if uids < self.max_concurrent_jobs as u64 {
+        if let Some(jobs) = self.max_concurrent_jobs
+            && uids < jobs as u64
+        {
             return Err(ConfigError::Inconsistent(format!(
                 "runner_uid_min..runner_uid_max holds {uids} uids, fewer than \
-                 max_concurrent_jobs ({}): every running job needs a uid of its own; widen the \
-                 range or lower max_concurrent_jobs",
-                self.max_concurrent_jobs
+                 max_concurrent_jobs ({jobs}): every running job needs a uid of its own; widen \
+                 the range or lower max_concurrent_jobs"
             )));
         }
         Ok(())
+    }
+
+    /// Jobs that run at once: `max_concurrent_jobs`, or when it is `auto` four per CPU (each
+    /// job may use one: more would share the cores and their wall-clock limits would fire), no
+    /// more than fit at their full run memory limit into the memory all jobs share
+    /// (`jobs_memory`, so a job under its own limit is not killed for its neighbours'), no more
+    /// than there are sandbox uids, and at least one.
+    pub fn concurrency(&self, cpus: usize, jobs_memory: Option<u64>) -> usize {
+        if let Some(jobs) = self.max_concurrent_jobs {
+            return jobs;
+        }
+        let uids = (self.runner_uid_max - self.runner_uid_min) as usize + 1;
+        let by_memory = match (jobs_memory, u64::try_from(self.limits.run_memory_limit)) {
+            (Some(all), Ok(each)) if each > 0 => usize::try_from(all / each).unwrap_or(usize::MAX),
+            _ => usize::MAX,
+        };
+        (4 * cpus.max(1)).min(by_memory).min(uids).max(1)
     }
 
     /// Builds the configuration from every source: defaults, then the TOML file (`file`, else
@@ -869,14 +894,17 @@ mod tests {
         let err = Config::load(None, env(&[("PISTON_RUNNER_UID_MIN", "2000")]), &[]).unwrap_err();
         assert!(matches!(err, ConfigError::Inconsistent(_)));
 
-        // Fewer uids than jobs at once, or fewer gids than uids.
+        // Fewer uids than jobs at once (a fixed number; auto takes no more than the uids), or
+        // fewer gids than uids.
         let small = [
             ("PISTON_RUNNER_UID_MIN", "2000"),
             ("PISTON_RUNNER_UID_MAX", "2009"),
             ("PISTON_RUNNER_GID_MIN", "2000"),
             ("PISTON_RUNNER_GID_MAX", "2009"),
         ];
-        let err = Config::load(None, env(&small), &[])
+        Config::load(None, env(&small), &[]).unwrap();
+        let too_many = [&small[..], &[("PISTON_MAX_CONCURRENT_JOBS", "64")]].concat();
+        let err = Config::load(None, env(&too_many), &[])
             .unwrap_err()
             .to_string();
         assert!(
@@ -935,6 +963,38 @@ mod tests {
             "allowed_origins" => config.allowed_origins.is_empty(),
             other => panic!("{other} has a default value"),
         }
+    }
+
+    #[test]
+    fn auto_concurrency_is_sized_from_the_host() {
+        let auto = Config::default();
+        let gib = 1u64 << 30;
+        // Four per CPU, unless the jobs' memory holds fewer at 512 MiB each.
+        assert_eq!(auto.concurrency(2, Some(24 * gib)), 8);
+        assert_eq!(auto.concurrency(16, Some(12 * gib)), 24);
+        assert_eq!(auto.concurrency(16, None), 64);
+        assert_eq!(auto.concurrency(1, Some(gib / 4)), 1, "at least one");
+        // No more than the uids.
+        let few_uids = Config {
+            runner_uid_max: auto.runner_uid_min + 9,
+            ..Config::default()
+        };
+        assert_eq!(few_uids.concurrency(64, None), 10);
+        few_uids.validate().unwrap();
+        // No memory limit per job: the memory does not bound it.
+        let mut unlimited = Config::default();
+        unlimited.limits.run_memory_limit = -1;
+        assert_eq!(unlimited.concurrency(4, Some(gib)), 16);
+        // A fixed number is taken as it is.
+        let mut fixed = Config::default();
+        fixed
+            .set("max_concurrent_jobs", "3", &Source::CommandLine)
+            .unwrap();
+        assert_eq!(fixed.concurrency(64, Some(64 * gib)), 3);
+        fixed
+            .set("max_concurrent_jobs", "AUTO", &Source::CommandLine)
+            .unwrap();
+        assert_eq!(fixed.max_concurrent_jobs, None);
     }
 
     #[test]

@@ -338,6 +338,12 @@ pub trait Engine: Send + Sync + 'static {
     /// Runs a job to completion.
     fn execute(&self, job: JobRequest) -> Result<JobOutcome, EngineError>;
 
+    /// The memory all jobs together may use, bytes, when it is capped (sizes the default
+    /// concurrency).
+    fn jobs_memory(&self) -> Option<u64> {
+        None
+    }
+
     /// Starts an interactive job. Its stdin stays open until closed.
     fn start(&self, job: JobRequest) -> Result<Box<dyn InteractiveJob>, EngineError>;
 

@@ -27,8 +27,16 @@ pub struct AppState {
 impl AppState {
     pub fn new(engine: Arc<dyn Engine>, config: Config) -> Self {
         let metrics = Arc::new(Metrics::default());
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let concurrency = config.concurrency(cpus, engine.jobs_memory());
+        tracing::info!(
+            max_concurrent_jobs = concurrency,
+            auto = config.max_concurrent_jobs.is_none(),
+            cpus,
+            "admission"
+        );
         let gate = Arc::new(Gate::new(
-            config.max_concurrent_jobs,
+            concurrency,
             config.max_queued_jobs,
             Arc::clone(&metrics),
         ));

@@ -450,7 +450,7 @@ fn bodies_415_413_400() {
 #[test]
 fn busy_server_answers_503() {
     let config = Config {
-        max_concurrent_jobs: 1,
+        max_concurrent_jobs: Some(1),
         max_queued_jobs: 0,
         shutdown_timeout: 2000,
         ..Config::default()
