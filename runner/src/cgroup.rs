@@ -415,8 +415,13 @@ fn memory_share(host: Option<u64>, above: Option<u64>, percent: u32) -> Option<u
         (h, a) => h.or(a)?,
     };
     let share = u128::from(whole) * u128::from(percent.min(100)) / 100;
-    Some(u64::try_from(share).unwrap_or(whole))
+    let share = u64::try_from(share).unwrap_or(whole);
+    // Whole pages, as the kernel keeps it (so what is reported is what holds).
+    Some(share - share % PAGE)
 }
+
+/// The unit of cgroup memory limits.
+const PAGE: u64 = 4096;
 
 /// A limit as a cgroup file holds it; v1 says "no limit" with a number near `i64::MAX`, v2 with
 /// `max`.
@@ -951,15 +956,24 @@ mod tests {
 
     #[test]
     fn memory_share_of_the_smaller() {
-        assert_eq!(memory_share(Some(1000), None, 75), Some(750));
-        assert_eq!(memory_share(Some(1000), Some(400), 50), Some(200));
-        assert_eq!(memory_share(None, Some(400), 100), Some(400));
-        assert_eq!(memory_share(Some(1000), None, 0), None);
+        let p = PAGE;
+        assert_eq!(memory_share(Some(1000 * p), None, 75), Some(750 * p));
+        assert_eq!(
+            memory_share(Some(1000 * p), Some(400 * p), 50),
+            Some(200 * p)
+        );
+        assert_eq!(memory_share(None, Some(400 * p), 100), Some(400 * p));
+        assert_eq!(memory_share(Some(1000 * p), None, 0), None);
         assert_eq!(memory_share(None, None, 75), None);
         assert_eq!(
-            memory_share(Some(1000), None, 250),
-            Some(1000),
+            memory_share(Some(1000 * p), None, 250),
+            Some(1000 * p),
             "at most all of it"
+        );
+        assert_eq!(
+            memory_share(Some(10 * p), None, 33),
+            Some(3 * p),
+            "whole pages"
         );
     }
 

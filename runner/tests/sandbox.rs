@@ -268,7 +268,7 @@ fn jobs_share_one_memory_cap() {
         return;
     };
     let cap = e.runner.shared_limits().memory_bytes.expect("a shared cap");
-    assert_eq!(cap, total / 100);
+    assert_eq!(cap, total / 100 / 4096 * 4096, "1 %, in whole pages");
     assert_eq!(e.runner.shared_limits().pids, Some(4096));
     let l = Limits {
         memory_bytes: Some(4 * cap),

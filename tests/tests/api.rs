@@ -40,6 +40,8 @@ const PACKAGES: [&str; 4] = ["bash", "python", "gcc", "node"];
 const SHARED_UIDS: (u32, u32) = (64001, 64050);
 const V2_PACKAGES_UIDS: (u32, u32) = (64051, 64075);
 const V3_PACKAGES_UIDS: (u32, u32) = (64076, 64100);
+/// 64 uids: 64 jobs at once.
+const HOSTILE_UIDS: (u32, u32) = (64101, 64164);
 
 /// The shared server's limits: generous where timing is not what a test is about (the host is
 /// shared and busy), positive everywhere so that every cap message of Piston can be asked for.
@@ -1905,5 +1907,154 @@ fn v3_repository_routes() {
             .expect("installed")
             .is_empty(),
         "ppman agrees nothing is installed"
+    );
+}
+
+/// The memory of `cgroup` under this process's own cgroup (where the servers it starts put
+/// theirs): (peak, limit) in bytes, v1 or v2.
+fn cgroup_memory(cgroup: &str) -> (u64, u64) {
+    let own = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    let (dir, peak, limit) = match own.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_owned())
+    }) {
+        Some(path) => (
+            format!("/sys/fs/cgroup/memory{path}/{cgroup}"),
+            "memory.max_usage_in_bytes",
+            "memory.limit_in_bytes",
+        ),
+        None => {
+            let path = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .expect("a cgroup");
+            (
+                format!("/sys/fs/cgroup{path}/{cgroup}"),
+                "memory.peak",
+                "memory.max",
+            )
+        }
+    };
+    let read = |f: &str| -> u64 {
+        let path = format!("{dir}/{f}");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{path}: {text:?}"))
+    };
+    (read(peak), read(limit))
+}
+
+/// Hostile load on a server with the default limits and concurrency (`auto`): 64 memory bombs
+/// that name no limit, sent at once, are each held at the default 512 MiB and all of them
+/// together under the jobs' share of the host's memory; a small job sent in the middle gets its
+/// answer, and `/healthz` answers throughout. (The share is made small, about 2 GiB, so that it
+/// is what sizes the concurrency here.)
+#[test]
+fn hostile_load_is_bounded_by_the_default_limits() {
+    let Some(installation) = Installation::new(&["python"]) else {
+        return;
+    };
+    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
+    let host: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("MemTotal")
+        * 1024;
+    let percent = ((2u64 << 30) * 100).div_ceil(host).clamp(1, 100);
+    let share = host * percent / 100 / 4096 * 4096;
+    let job_limit: u64 = 512 << 20;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let concurrency = (4 * cpus).min(share / job_limit).clamp(1, 64);
+    let cgroup = "piston-e2e-api-hostile";
+    let work = tempfile::Builder::new()
+        .prefix("piston-e2e-api-")
+        .tempdir()
+        .expect("work dir");
+    let s = Server::start(
+        installation.data.path(),
+        work,
+        HOSTILE_UIDS,
+        cgroup,
+        &[
+            ("runner_jobs_memory_percent", percent.to_string()),
+            ("max_concurrent_jobs", "auto".into()),
+        ],
+    );
+    assert_eq!(
+        cgroup_memory(cgroup).1,
+        share,
+        "the jobs' share is on the runner's cgroup"
+    );
+    let log = s.log_text();
+    assert!(
+        log.contains(&format!("max_concurrent_jobs={concurrency}")),
+        "auto concurrency should be {concurrency}: {log}"
+    );
+
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (health, bombs, small) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut worst = Duration::ZERO;
+            let mut answers = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                let (status, body) = s.get_text("/healthz");
+                assert_eq!(status, 200, "/healthz: {body}");
+                worst = worst.max(started.elapsed());
+                answers += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (answers, worst)
+        });
+        let bombs: Vec<_> = (0..64)
+            .map(|_| {
+                scope.spawn(|| {
+                    s.python(
+                        "a = []\nwhile True:\n    a.append(b'x' * (8 << 20))\n",
+                        &json!({}),
+                    )
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(1));
+        let small = s.python("print('still here')", &json!({}));
+        let bombs: Vec<Value> = bombs
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (watcher.join().expect("watcher"), bombs, small)
+    });
+    assert_clean(&small, "still here\n");
+    for bomb in &bombs {
+        assert_eq!(
+            (&bomb["status"], &bomb["message"]),
+            (&json!("SG"), &json!("Memory limit exceeded")),
+            "{bomb}"
+        );
+        let peak = bomb["memory"].as_u64().expect("memory");
+        assert!(
+            peak <= job_limit,
+            "a bomb's peak {peak} is above the default 512 MiB"
+        );
+    }
+    let (peak, _) = cgroup_memory(cgroup);
+    assert!(
+        peak <= share,
+        "the jobs together peaked at {peak}, above their share {share}"
+    );
+    let (answers, worst) = health;
+    assert!(answers > 0, "/healthz was never asked");
+    eprintln!(
+        "64 memory bombs, {concurrency} at once: jobs' peak {} MiB of {} MiB; /healthz answered \
+         {answers} times, the slowest in {worst:?}",
+        peak >> 20,
+        share >> 20
     );
 }
