@@ -204,7 +204,9 @@ impl Process {
         let cg = proc.cgroup.as_ref().expect("just set");
         // +1: the job's init is in the cgroup too.
         cg.set_limits(CgroupLimits {
-            memory_bytes: l.memory_bytes,
+            memory_bytes: l
+                .memory_bytes
+                .map(|m| memory_left(m, sys::fs_used_bytes(&place.job_dir).unwrap_or(0))),
             pids: l.max_processes.saturating_add(1),
         })?;
         cg.reset_peak();
@@ -652,5 +654,25 @@ impl Drop for Process {
                 cg.dispose();
             }
         }
+    }
+}
+
+/// The memory limit of a process of a sandbox whose writable layer already holds `held` bytes:
+/// what an earlier process (the compile stage) wrote to /box stays in memory, charged to its
+/// removed cgroup, so it counts against this one's limit. At least 1 MiB, so that a process
+/// with nothing left starts and is killed for memory rather than failing obscurely.
+fn memory_left(limit: u64, held: u64) -> u64 {
+    limit.saturating_sub(held).max(1 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory_left;
+
+    #[test]
+    fn what_the_writable_layer_holds_is_taken_off_the_limit() {
+        assert_eq!(memory_left(256 << 20, 0), 256 << 20);
+        assert_eq!(memory_left(256 << 20, 160 << 20), 96 << 20);
+        assert_eq!(memory_left(256 << 20, 1 << 30), 1 << 20, "a floor of 1 MiB");
     }
 }

@@ -665,6 +665,18 @@ pub(crate) fn open_dir_path(path: &str) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Bytes in use on the file system at `path` (`statvfs`: blocks less free blocks).
+pub(crate) fn fs_used_bytes(path: &std::path::Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: statvfs is plain data filled by the kernel.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: NUL-terminated path and a valid pointer.
+    check(unsafe { libc::statvfs(p.as_ptr(), &mut st) })?;
+    Ok((st.f_blocks.saturating_sub(st.f_bfree) as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// CLOCK_MONOTONIC in nanoseconds.
 pub(crate) fn monotonic_ns() -> u64 {
     // SAFETY: timespec is plain data filled by the kernel.

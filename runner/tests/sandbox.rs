@@ -558,6 +558,35 @@ fn bad_file_names_are_refused() {
 /// The processes of one sandbox run one after another on its writable layer: what one leaves in
 /// /box the next one sees, /tmp is each process's own, and a live process of the sandbox
 /// streams its output.
+/// What an earlier process of a sandbox left in /box (a compile stage's output, in memory on
+/// tmpfs) counts against the next one's memory limit: 160 MB left, a 256 MiB limit, and a
+/// program that needs 128 MiB is killed for memory; without the leftover it runs.
+#[test]
+fn what_a_stage_leaves_in_box_counts_against_the_next() {
+    let Some(e) = env_with(|c| c.disk_bytes = 512 << 20) else {
+        return;
+    };
+    let sh = |script: &str| ProcessSpec {
+        argv: vec!["/bin/bash".into(), "-c".into(), script.into()],
+        env: vec![("PATH".into(), runner::DEFAULT_PATH.into())],
+        cwd: runner::BOX_DIR.into(),
+        limits: limits(),
+    };
+    let needs_128 = "python3 -c 'a = bytearray(128 << 20); print(\"ran\")'";
+    let mut sandbox = e.runner.sandbox(&e.layers(), &[]).unwrap();
+    let r = sandbox.run(&sh(needs_128), b"").unwrap();
+    assert_eq!((r.code, r.stdout.as_str()), (Some(0), "ran\n"), "{r:?}");
+    let r = sandbox
+        .run(
+            &sh("for i in $(seq 16); do head -c 10000000 /dev/zero > left$i || exit; done"),
+            b"",
+        )
+        .unwrap();
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let r = sandbox.run_last(&sh(needs_128), b"").unwrap();
+    assert_eq!(r.kill_reason, Some(KillReason::Memory), "{r:?}");
+}
+
 #[test]
 fn a_sandbox_keeps_its_writable_layer_between_processes() {
     let Some(e) = env() else { return };
