@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ppman::manager::PackageManager;
@@ -240,7 +240,8 @@ impl Engine for RealEngine {
             .start(spec)
             .map_err(|e| EngineError::internal("the job failed", e))?;
         Ok(Box::new(RealJob {
-            handle: Mutex::new(handle),
+            stdin: handle.stdin_gauge(),
+            handle,
         }))
     }
 
@@ -397,40 +398,39 @@ impl Engine for RealEngine {
     }
 }
 
-/// An interactive runner job. The runner's handle needs `&mut` to write, so it sits behind a
-/// mutex; event waits are cut into short slices so writes and signals are not held up.
+/// An interactive runner job: the handle serves the event thread, the stdin writer and the
+/// signals at once.
 struct RealJob {
-    handle: Mutex<jobs::JobHandle>,
+    handle: jobs::JobHandle,
+    /// Waited on apart from the handle (cheap to clone).
+    stdin: runner::StdinGauge,
 }
 
 impl InteractiveJob for RealJob {
+    fn wait_stdin_below(&self, bytes: u64, timeout: Duration) -> bool {
+        self.stdin.wait_below(bytes, timeout)
+    }
+
     fn write_stdin(&self, data: &[u8]) -> Result<(), EngineError> {
-        let mut handle = self.handle.lock().unwrap_or_else(|e| e.into_inner());
-        handle
+        self.handle
             .write_stdin(data)
             .map_err(|e| EngineError::internal("cannot write stdin", e))
     }
 
     fn close_stdin(&self) -> Result<(), EngineError> {
-        let mut handle = self.handle.lock().unwrap_or_else(|e| e.into_inner());
-        handle
+        self.handle
             .close_stdin()
             .map_err(|e| EngineError::internal("cannot close stdin", e))
     }
 
     fn signal(&self, signal: i32) -> Result<(), EngineError> {
-        let mut handle = self.handle.lock().unwrap_or_else(|e| e.into_inner());
-        handle
+        self.handle
             .signal(signal)
             .map_err(|e| EngineError::internal("cannot signal", e))
     }
 
     fn next_event(&self, timeout: Duration) -> Result<Option<JobEvent>, EngineError> {
-        let slice = timeout.min(Duration::from_millis(20));
-        let event = {
-            let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner());
-            handle.next_event(slice)
-        };
+        let event = self.handle.next_event(timeout);
         Ok(event.map(|event| match event {
             jobs::Event::Stage(s) => JobEvent::Stage(stage_name(s)),
             jobs::Event::Output { stream, data } => JobEvent::Output {

@@ -171,6 +171,13 @@ pub trait InteractiveJob: Send + Sync {
     /// Waits up to `timeout` for the next event; `Ok(None)` when nothing happened in time.
     /// After `Done` it keeps returning `Ok(Some(JobEvent::Done))`.
     fn next_event(&self, timeout: Duration) -> Result<Option<JobEvent>, EngineError>;
+    /// Waits up to `timeout` until fewer than `bytes` written to stdin are still waiting for
+    /// the program to read them; whether they are. A writer that waits for this before each
+    /// write cannot make the server hold more than `bytes` for a program that does not read.
+    fn wait_stdin_below(&self, bytes: u64, timeout: Duration) -> bool {
+        let _ = (bytes, timeout);
+        true
+    }
 }
 
 /// A package of a repository, as listed.

@@ -11,8 +11,11 @@
 //! * signals reach the program (SIGSTOP excepted: it would stop the sandbox's init, which
 //!   cannot block it; SIGTSTP stops the program);
 //! * the client's messages are bounded: one longer than `max_body_size` closes with 1009
-//!   "Message Too Big"; more than 256 stdin/signal messages waiting for the job close with 4006
-//!   "Too Many Messages"; a page whose `Origin` is not in `allowed_origins` gets 403;
+//!   "Message Too Big"; more than 256 stdin/signal messages, or more than 1 MiB of stdin,
+//!   waiting for the job close with 4006 "Too Many Messages", and the job itself holds at most
+//!   about 1 MiB of stdin its program has not read (a program that reads nothing gets its pipe
+//!   filled, then the client is closed); a page whose `Origin` is not in `allowed_origins` gets
+//!   403;
 //! * **extension:** `{"type":"data","stream":"stdin","eof":true}` closes the program's stdin (after
 //!   writing `data`, if the message has one), so programs reading to end of file terminate;
 //! * the output limit holds: past `output_max_size` bytes on a stream in a stage, the rest is
@@ -23,7 +26,7 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -208,6 +211,8 @@ struct Job {
     stop: Arc<AtomicBool>,
     /// To the stdin writer thread; dropping it ends the thread.
     control: std::sync::mpsc::SyncSender<Control>,
+    /// Stdin bytes in `control`'s backlog and in its thread's hands.
+    backlog_bytes: Arc<AtomicU64>,
     compile_limit: u64,
     run_limit: u64,
     /// The current stage's output.
@@ -227,6 +232,10 @@ enum Control {
 /// that sends faster than the job takes them is closed with [`TOO_MANY`] instead of growing the
 /// server's memory or its blocking pool.
 const CONTROL_BACKLOG: usize = 256;
+/// The stdin bytes of those messages, at most (or one message of up to `max_body_size`).
+const CONTROL_BACKLOG_BYTES: u64 = 1 << 20;
+/// Stdin the job may hold that its program has not read; the control thread waits below it.
+const STDIN_WINDOW: u64 = 1 << 20;
 const TOO_MANY: (u16, &str) = (4006, "Too Many Messages");
 
 impl Session {
@@ -556,12 +565,27 @@ impl Job {
             });
         }
         let (control, control_rx) = std::sync::mpsc::sync_channel::<Control>(CONTROL_BACKLOG);
+        let backlog_bytes = Arc::new(AtomicU64::new(0));
         {
             let handle = Arc::clone(&handle);
+            let stop = Arc::clone(&stop);
+            let backlog_bytes = Arc::clone(&backlog_bytes);
             tokio::task::spawn_blocking(move || {
                 for control in control_rx {
                     let result = match control {
-                        Control::Write(data) => handle.write_stdin(&data),
+                        Control::Write(data) => {
+                            // Backpressure: the job holds at most STDIN_WINDOW (and one
+                            // message) its program has not read; meanwhile the backlog fills.
+                            while !handle.wait_stdin_below(STDIN_WINDOW, Duration::from_millis(100))
+                            {
+                                if stop.load(Ordering::Relaxed) {
+                                    return;
+                                }
+                            }
+                            let result = handle.write_stdin(&data);
+                            backlog_bytes.fetch_sub(data.len() as u64, Ordering::Relaxed);
+                            result
+                        }
                         Control::Eof => handle.close_stdin(),
                         Control::Signal(number) => handle.signal(number),
                     };
@@ -578,6 +602,7 @@ impl Job {
             events,
             stop,
             control,
+            backlog_bytes,
             compile_limit,
             run_limit,
             output: StageOutput::new(run_limit),
@@ -592,11 +617,24 @@ impl Job {
         kill(Arc::clone(&self.handle), number)
     }
 
-    /// Hands a client message to the control thread; false when its backlog is full.
+    /// Hands a client message to the control thread; false when its backlog is full (in
+    /// messages, or in stdin bytes when it holds any).
     fn queue(&self, control: Control) -> bool {
+        let bytes = match &control {
+            Control::Write(data) => data.len() as u64,
+            _ => 0,
+        };
+        let waiting = self.backlog_bytes.load(Ordering::Relaxed);
+        if bytes > 0 && waiting > 0 && waiting + bytes > CONTROL_BACKLOG_BYTES {
+            return false;
+        }
+        self.backlog_bytes.fetch_add(bytes, Ordering::Relaxed);
         match self.control.try_send(control) {
             Ok(()) | Err(std::sync::mpsc::TrySendError::Disconnected(_)) => true,
-            Err(std::sync::mpsc::TrySendError::Full(_)) => false,
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                self.backlog_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                false
+            }
         }
     }
 }

@@ -5,13 +5,13 @@
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use runner::{
     BOX_DIR, BoxFile, KillReason, Limits, ProcessEvent, ProcessSpec, Runner, Sandbox, StageResult,
-    Stream,
+    StdinGauge, Stream,
 };
 
 use crate::error::JobError;
@@ -223,14 +223,21 @@ impl Jobs {
         rustix::fs::fcntl_setfl(&wake_r, rustix::fs::OFlags::NONBLOCK)
             .map_err(|e| JobError::WakePipe(e.into()))?;
         let stdin = job.stdin;
+        let gauge = StdinGauge::default();
+        let channels = Channels {
+            events: ev_tx,
+            cmds: cmd_rx,
+            gauge: gauge.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name(format!("job-{}", sandbox.id()))
-            .spawn(move || drive(sandbox, specs, &stdin, &ev_tx, &cmd_rx, wake_r))
+            .spawn(move || drive(sandbox, specs, &stdin, &channels, wake_r))
             .map_err(JobError::Thread)?;
         Ok(JobHandle {
-            events: ev_rx,
+            events: Mutex::new(ev_rx),
             cmds: cmd_tx,
             wake: wake_w,
+            gauge,
             thread: Some(thread),
         })
     }
@@ -280,40 +287,56 @@ enum Cmd {
     Abort,
 }
 
-/// Talks to a job started with [`Jobs::start`]. Dropping it kills the job.
+/// Talks to a job started with [`Jobs::start`]. Dropping it kills the job. Shared between
+/// threads, one may wait for events while others write stdin or send signals: neither holds
+/// the other up.
 #[derive(Debug)]
 pub struct JobHandle {
-    events: mpsc::Receiver<Event>,
+    /// Only the thread that waits for events locks it.
+    events: Mutex<mpsc::Receiver<Event>>,
     cmds: mpsc::Sender<Cmd>,
     wake: std::io::PipeWriter,
+    /// Stdin written and not yet taken by the program.
+    gauge: StdinGauge,
     thread: Option<JoinHandle<()>>,
 }
 
 impl JobHandle {
-    fn send(&mut self, c: Cmd) -> Result<(), JobError> {
+    fn send(&self, c: Cmd) -> Result<(), JobError> {
         self.cmds.send(c).map_err(|_| JobError::Ended)?;
-        let _ = self.wake.write(&[1]);
+        let _ = (&self.wake).write(&[1]);
         Ok(())
     }
 
-    /// Writes to the current stage's stdin.
-    pub fn write_stdin(&mut self, data: &[u8]) -> Result<(), JobError> {
+    /// Writes to the current stage's stdin. It is queued without limit: a writer that must
+    /// not outrun the program waits on [`JobHandle::stdin_gauge`] first.
+    pub fn write_stdin(&self, data: &[u8]) -> Result<(), JobError> {
+        let n = data.len() as u64;
+        self.gauge.add(n);
         self.send(Cmd::Stdin(data.to_vec()))
+            .inspect_err(|_| self.gauge.sub(n))
     }
 
-    pub fn close_stdin(&mut self) -> Result<(), JobError> {
+    /// The bytes written to stdin that the program has not taken yet (the job's own stdin
+    /// included), with a wait for them to drain.
+    pub fn stdin_gauge(&self) -> StdinGauge {
+        self.gauge.clone()
+    }
+
+    pub fn close_stdin(&self) -> Result<(), JobError> {
         self.send(Cmd::CloseStdin)
     }
 
     /// Sends a signal (number) to the current stage's program. SIGKILL kills it: the stage
     /// ends with status SG and signal SIGKILL, and a killed compile stage ends the job.
-    pub fn signal(&mut self, sig: i32) -> Result<(), JobError> {
+    pub fn signal(&self, sig: i32) -> Result<(), JobError> {
         self.send(Cmd::Signal(sig))
     }
 
     /// The next event, waiting at most `timeout`; `None` on timeout or after [`Event::Done`].
     pub fn next_event(&self, timeout: Duration) -> Option<Event> {
-        self.events.recv_timeout(timeout).ok()
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        events.recv_timeout(timeout).ok()
     }
 }
 
@@ -327,16 +350,27 @@ impl Drop for JobHandle {
     }
 }
 
+/// The job thread's ends of the handle's channels.
+struct Channels {
+    events: mpsc::Sender<Event>,
+    cmds: mpsc::Receiver<Cmd>,
+    gauge: StdinGauge,
+}
+
 /// The job's thread: each stage in turn, its output and exit as events, the handle's commands
 /// (woken through `wake`) passed on to the stage that runs.
 fn drive(
     mut sandbox: Sandbox,
     specs: Vec<(Stage, ProcessSpec)>,
     stdin: &[u8],
-    ev: &mpsc::Sender<Event>,
-    cmds: &mpsc::Receiver<Cmd>,
+    channels: &Channels,
     mut wake: std::io::PipeReader,
 ) {
+    let Channels {
+        events: ev,
+        cmds,
+        gauge,
+    } = channels;
     let mut compile = None;
     let mut aborted = false;
     for (stage, spec) in specs {
@@ -354,9 +388,11 @@ fn drive(
             }
         };
         p.set_wake_fd(Some(wake.as_raw_fd()));
+        p.set_stdin_gauge(gauge.clone());
         if stage == Stage::Compile {
             p.close_stdin();
         } else {
+            gauge.add(stdin.len() as u64);
             p.write_stdin(stdin);
         }
         let result = loop {

@@ -328,7 +328,7 @@ fn c_compile_then_run_uses_the_artefact() {
 #[test]
 fn interactive_job_streams() {
     let Some(e) = env() else { return };
-    let mut h = e
+    let h = e
         .jobs
         .start(e.job(
             "while read -r l; do echo \"got $l\"; done; echo bye",

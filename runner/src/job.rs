@@ -18,7 +18,9 @@ use crate::cgroup::{CgroupConfig, CgroupVersion, Cgroups, SharedLimits};
 use crate::error::RunnerError;
 use crate::ids::{self, HostIds};
 use crate::pool::{Janitor, Pool, Task};
-use crate::process::{Process, ProcessEvent, ProcessSpec, ResourceUsage, SandboxPlace, Stream};
+use crate::process::{
+    Process, ProcessEvent, ProcessSpec, ResourceUsage, SandboxPlace, StdinGauge, Stream,
+};
 use crate::stale::name_of_dead_runner;
 use crate::sys;
 use crate::types::{KillReason, StageResult};
@@ -704,6 +706,11 @@ impl Running<'_> {
 
     pub fn close_stdin(&mut self) {
         self.process.close_stdin();
+    }
+
+    /// Counts stdin down on `gauge` as the program takes it (see [`StdinGauge`]).
+    pub fn set_stdin_gauge(&mut self, gauge: StdinGauge) {
+        self.process.set_stdin_gauge(gauge);
     }
 
     /// Sends signal number `sig` to the program. A SIGKILL ends it with status SG.

@@ -38,5 +38,5 @@ pub use job::{
     BOX_DIR, BoxFile, DEFAULT_PATH, Program, Runner, RunnerConfig, Running, Sandbox,
     check_file_name,
 };
-pub use process::{ProcessEvent, ProcessSpec, ResourceUsage, Stream};
+pub use process::{ProcessEvent, ProcessSpec, ResourceUsage, StdinGauge, Stream};
 pub use types::{KillReason, Limits, StageResult, Status, signal_name, signal_number};

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::cgroup::{CgroupLimits, CpuUsage, JobCgroup};
@@ -82,6 +82,8 @@ pub struct Process {
     helper_reaped: bool,
     stdin: Option<File>,
     stdin_buf: VecDeque<u8>,
+    /// Counts the bytes of `stdin_buf` down as the program takes them (or they are dropped).
+    stdin_gauge: Option<StdinGauge>,
     stdin_close_pending: bool,
     stdout: Option<File>,
     stderr: Option<File>,
@@ -177,6 +179,7 @@ impl Process {
             helper_reaped: false,
             stdin: Some(File::from(stdin)),
             stdin_buf: VecDeque::new(),
+            stdin_gauge: None,
             stdin_close_pending: false,
             stdout: Some(File::from(stdout)),
             stderr: Some(File::from(stderr)),
@@ -240,10 +243,25 @@ impl Process {
         self.wake_fd = fd;
     }
 
-    /// Queues bytes for the program's stdin.
+    /// Queues bytes for the program's stdin (dropped when stdin is closed).
     pub fn write_stdin(&mut self, data: &[u8]) {
         if self.stdin.is_some() && !self.stdin_close_pending {
             self.stdin_buf.extend(data);
+        } else {
+            self.taken(data.len());
+        }
+    }
+
+    /// From now on, bytes written with [`Process::write_stdin`] are counted down on `gauge` as
+    /// the program takes them, or as they are dropped (stdin closed, the process gone).
+    pub fn set_stdin_gauge(&mut self, gauge: StdinGauge) {
+        self.stdin_gauge = Some(gauge);
+    }
+
+    /// `n` queued stdin bytes have left the queue.
+    fn taken(&self, n: usize) {
+        if let Some(g) = &self.stdin_gauge {
+            g.sub(n as u64);
         }
     }
 
@@ -472,10 +490,12 @@ impl Process {
         match f.write(a) {
             Ok(n) => {
                 self.stdin_buf.drain(..n);
+                self.taken(n);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => {
                 // EPIPE: the program closed stdin; drop what is left.
+                self.taken(self.stdin_buf.len());
                 self.stdin_buf.clear();
                 self.stdin = None;
             }
@@ -645,6 +665,7 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        self.taken(self.stdin_buf.len());
         if !self.finished {
             if !self.helper_reaped {
                 sys::kill_and_reap(self.helper_pid);
@@ -654,6 +675,46 @@ impl Drop for Process {
                 cg.dispose();
             }
         }
+    }
+}
+
+/// Bytes on their way to a program's stdin that it has not taken yet, shared between the
+/// threads that write them and the one that runs the program: a writer waits
+/// ([`StdinGauge::wait_below`]) instead of queueing without bound for a program that does not
+/// read.
+#[derive(Debug, Clone, Default)]
+pub struct StdinGauge(Arc<(Mutex<u64>, Condvar)>);
+
+impl StdinGauge {
+    /// Bytes counted and not yet taken.
+    pub fn pending(&self) -> u64 {
+        *self.0.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts `n` more bytes on their way.
+    pub fn add(&self, n: u64) {
+        *self.0.0.lock().unwrap_or_else(|e| e.into_inner()) += n;
+    }
+
+    /// `n` bytes were taken (or dropped).
+    pub fn sub(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let (count, changed) = &*self.0;
+        let mut c = count.lock().unwrap_or_else(|e| e.into_inner());
+        *c = c.saturating_sub(n);
+        changed.notify_all();
+    }
+
+    /// Waits until fewer than `bytes` are pending, at most `timeout`; whether they are.
+    pub fn wait_below(&self, bytes: u64, timeout: Duration) -> bool {
+        let (count, changed) = &*self.0;
+        let c = count.lock().unwrap_or_else(|e| e.into_inner());
+        let (c, _) = changed
+            .wait_timeout_while(c, timeout, |c| *c >= bytes)
+            .unwrap_or_else(|e| e.into_inner());
+        *c < bytes
     }
 }
 
@@ -667,7 +728,26 @@ fn memory_left(limit: u64, held: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::memory_left;
+    use std::time::Duration;
+
+    use super::{StdinGauge, memory_left};
+
+    #[test]
+    fn a_stdin_gauge_wakes_its_writer() {
+        let g = StdinGauge::default();
+        g.add(100);
+        assert!(!g.wait_below(50, Duration::from_millis(10)));
+        let reader = g.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            reader.sub(60);
+        });
+        assert!(g.wait_below(50, Duration::from_secs(10)));
+        t.join().unwrap();
+        assert_eq!(g.pending(), 40);
+        g.sub(1000);
+        assert_eq!(g.pending(), 0, "never below zero");
+    }
 
     #[test]
     fn what_the_writable_layer_holds_is_taken_off_the_limit() {

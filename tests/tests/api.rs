@@ -42,6 +42,7 @@ const V2_PACKAGES_UIDS: (u32, u32) = (64051, 64075);
 const V3_PACKAGES_UIDS: (u32, u32) = (64076, 64100);
 /// 64 uids: 64 jobs at once.
 const HOSTILE_UIDS: (u32, u32) = (64101, 64164);
+const FLOOD_UIDS: (u32, u32) = (64165, 64180);
 
 /// The shared server's limits: generous where timing is not what a test is about (the host is
 /// shared and busy), positive everywhere so that every cap message of Piston can be asked for.
@@ -2057,4 +2058,127 @@ fn hostile_load_is_bounded_by_the_default_limits() {
         peak >> 20,
         share >> 20
     );
+}
+
+/// A line of `/proc/<pid>/status` (`VmRSS`, `Threads`), as its number.
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+/// Floods a WebSocket job with `message` until the server closes the connection (or `count`
+/// messages went out, `pause` apart); what the server closed with, if it did.
+async fn flood(ws: Ws, message: Value, count: usize, pause: Duration) -> Option<(u16, String)> {
+    use futures_util::SinkExt as _;
+    let (mut sink, mut stream) = ws.split();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(m)) = stream.next().await {
+            if let Message::Close(frame) = m {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+        }
+        None
+    });
+    let text = message.to_string();
+    for _ in 0..count {
+        if reader.is_finished() {
+            break;
+        }
+        let sent = tokio::time::timeout(
+            Duration::from_secs(30),
+            sink.send(Message::Text(text.clone().into())),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    tokio::time::timeout(WS_WAIT, reader)
+        .await
+        .expect("the server answers the flood")
+        .expect("reader")
+}
+
+/// WebSocket floods cost the server a bound, and it keeps answering: 64 MB of stdin into a
+/// program that reads nothing, in messages slow enough for the session to pass each on, closes
+/// the connection with 4006 once about 2 MiB wait (without the bound the job's stdin buffer
+/// grew with every message); 20,000 signals (`SIGCONT`, harmless)
+/// as fast as the client can send them are taken by the one control thread of the session (or
+/// close it with 4006), not by a blocking task each; `/healthz` and a job answer meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_floods_are_bounded() {
+    let Some(installation) = Installation::new(&["python"]) else {
+        return;
+    };
+    let work = tempfile::Builder::new()
+        .prefix("piston-e2e-api-")
+        .tempdir()
+        .expect("work dir");
+    let s = Server::start(
+        installation.data.path(),
+        work,
+        FLOOD_UIDS,
+        "piston-e2e-api-floods",
+        &[
+            ("run_timeout", "60000".into()),
+            ("run_cpu_time", "60000".into()),
+        ],
+    );
+    let pid = s.child.id();
+    let sleeper = "import time\nprint('ready', flush=True)\ntime.sleep(50)\n";
+    let start = |code: &'static str| {
+        let s = &s;
+        async move {
+            let mut ws = connect(s).await;
+            send(&mut ws, init("python", "main.py", code, &json!({}))).await;
+            assert_eq!(recv(&mut ws).await["type"], "runtime");
+            assert_eq!(recv(&mut ws).await["type"], "stage");
+            Printed::default().until(&mut ws, "stdout", "ready\n").await;
+            ws
+        }
+    };
+
+    // Stdin into a program that never reads it.
+    let rss_before = proc_status(pid, "VmRSS");
+    let ws = start(sleeper).await;
+    let chunk = "x".repeat(1_000_000);
+    let stdin = json!({"type": "data", "stream": "stdin", "data": chunk});
+    // Slow enough for the session to hand each message on: the job is what must say no.
+    let closed = flood(ws, stdin, 64, Duration::from_millis(150)).await;
+    assert_eq!(closed, Some((4006, "Too Many Messages".to_owned())));
+    let grown = proc_status(pid, "VmRSS").saturating_sub(rss_before);
+    eprintln!("stdin flood: closed with {closed:?}, the server grew by {grown} KiB");
+    assert!(
+        grown < 48 << 10,
+        "the server grew by {grown} KiB for one connection's stdin"
+    );
+
+    // Signals as fast as the client sends them.
+    let threads_before = proc_status(pid, "Threads");
+    let ws = start("import time\nprint('ready', flush=True)\ntime.sleep(5)\n").await;
+    let signal = json!({"type": "signal", "signal": "SIGCONT"});
+    let busy = tokio::spawn(flood(ws, signal, 20_000, Duration::ZERO));
+    let (status, _) = tokio::task::block_in_place(|| s.get_text("/healthz"));
+    assert_eq!(status, 200);
+    let run = tokio::task::block_in_place(|| s.python("print('meanwhile')", &json!({})));
+    assert_clean(&run, "meanwhile\n");
+    let threads = proc_status(pid, "Threads");
+    assert!(
+        threads <= threads_before + 16,
+        "{threads} threads during a signal flood, {threads_before} before"
+    );
+    // Either the backlog filled, or every signal was taken and the program ended.
+    let closed = busy.await.expect("flood").expect("closed");
+    assert!(
+        closed == (4006, "Too Many Messages".to_owned())
+            || closed == (4999, "Job Completed".to_owned()),
+        "{closed:?}"
+    );
+    let (status, _) = tokio::task::block_in_place(|| s.get_text("/healthz"));
+    assert_eq!(status, 200);
 }

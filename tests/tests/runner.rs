@@ -768,7 +768,7 @@ int main(int argc, char **argv) {
                 std::cout << \"got \" << l << std::endl; std::cout << \"bye\" << std::endl; }\n";
     let mut spec = job(&gcc, "c++", "main.cpp", echo, limits());
     spec.stdin = b"first\n".to_vec();
-    let mut h = e.jobs.start(spec).unwrap();
+    let h = e.jobs.start(spec).unwrap();
     assert_eq!(
         h.next_event(Duration::from_secs(30)),
         Some(Event::Stage(Stage::Compile))
@@ -786,7 +786,7 @@ int main(int argc, char **argv) {
     assert_eq!((r.run.code, r.run.status), (Some(0), None));
 
     // A SIGKILL while compiling ends the job there: no run stage.
-    let mut h = e
+    let h = e
         .jobs
         .start(job(&gcc, "c++", "main.cpp", echo, limits()))
         .unwrap();
@@ -851,7 +851,7 @@ sys.exit(40 + caught)
     ] {
         let mut spec = job(&py, "python", "main.py", program, limits());
         spec.args = args.iter().map(|a| (*a).to_owned()).collect();
-        let mut h = e.jobs.start(spec).unwrap();
+        let h = e.jobs.start(spec).unwrap();
         assert_eq!(
             h.next_event(Duration::from_secs(30)),
             Some(Event::Stage(Stage::Run))
@@ -892,7 +892,7 @@ sys.exit(40 + caught)
     // a time limit, not an internal error).
     let mut spec = job(&py, "python", "main.py", program, limits());
     spec.args = vec!["parent".into()];
-    let mut h = e.jobs.start(spec).unwrap();
+    let h = e.jobs.start(spec).unwrap();
     wait_for(&h, "ready");
     h.signal(number("SIGKILL")).unwrap();
     let (r, _) = finish(&h, Duration::from_secs(30));
@@ -1000,7 +1000,7 @@ fn a_job_outlives_the_uninstall_of_its_runtime() {
     let program = "import sys\nprint('ready', flush=True)\nsys.stdin.readline()\n\
                    import decimal, json, sqlite3\n\
                    print(json.dumps(str(decimal.Decimal(42))), sqlite3.sqlite_version_info >= (3,))\n";
-    let mut h = e
+    let h = e
         .jobs
         .start(job(&py, "python", "main.py", program, limits()))
         .unwrap();
