@@ -346,7 +346,10 @@ fn target(spec: &SandboxSpec, filter: &[libc::sock_filter], exec: &ExecArgs) -> 
         let rl = spec.rlimits;
         let inf = libc::RLIM_INFINITY;
         let or_inf = |v: u64| if v == 0 { inf } else { v };
-        ctx("RLIMIT_CORE", sys::setrlimit(libc::RLIMIT_CORE, 0, 0))?;
+        // 1, not 0: the kernel skips a piped `core_pattern` helper only for a limit of 1 (its
+        // own marker against recursion), and 1 byte is below any core file. The seccomp filter
+        // keeps the job from lowering it to 0.
+        ctx("RLIMIT_CORE", sys::setrlimit(libc::RLIMIT_CORE, 1, 1))?;
         ctx("RLIMIT_MEMLOCK", sys::setrlimit(libc::RLIMIT_MEMLOCK, 0, 0))?;
         ctx(
             "RLIMIT_NOFILE",

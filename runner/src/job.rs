@@ -354,6 +354,17 @@ impl Runner {
             jobs_max_processes = ?shared.pids,
             "cgroups ready: caps shared by all jobs"
         );
+        if let Ok(pattern) = fs::read_to_string(CORE_PATTERN)
+            && let Some(helper) = piped_core_helper(&pattern)
+        {
+            tracing::warn!(
+                core_pattern = helper,
+                "kernel.core_pattern pipes crashes to a program on the host: the jobs' core \
+                     limit of 1 byte keeps it from starting, but the kernel may log a line per \
+                     crashing job; on a host that runs jobs, set kernel.core_pattern=core \
+                     (docs/sandbox.md, \"what the host must provide\")"
+            );
+        }
         tracing::debug!(helper = %helper.display(), "runner ready");
         let pool = Arc::new(Pool::new(
             helper.clone(),
@@ -752,9 +763,33 @@ impl Running<'_> {
     }
 }
 
+const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
+
+/// The program a `core_pattern` pipes core dumps to (`|/usr/share/apport/apport %p …`), if it
+/// pipes them.
+fn piped_core_helper(pattern: &str) -> Option<&str> {
+    let helper = pattern.trim().strip_prefix('|')?.trim_start();
+    Some(helper.split_whitespace().next().unwrap_or(helper))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn piped_core_patterns_are_recognised() {
+        assert_eq!(
+            piped_core_helper("|/usr/share/apport/apport -p%p -s%s -c%c\n"),
+            Some("/usr/share/apport/apport")
+        );
+        assert_eq!(
+            piped_core_helper("| /usr/lib/systemd/systemd-coredump %P %u"),
+            Some("/usr/lib/systemd/systemd-coredump")
+        );
+        for file in ["core\n", "/var/crash/core.%e.%p", ""] {
+            assert_eq!(piped_core_helper(file), None, "{file:?}");
+        }
+    }
 
     #[test]
     fn file_names() {

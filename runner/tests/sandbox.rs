@@ -373,10 +373,29 @@ print("keyctl", call(250, 0, 0, 0, 0, 0))
 print("io_uring", call(425, 1, 0))
 print("unshare", call(272, 0x10000000))
 print("mount", call(165, b"none", b"/tmp", b"tmpfs", 0, 0))
+def sock(name, *a):
+    try:
+        socket.socket(*a).close(); print(name, "ok")
+    except OSError as e:
+        print(name, e.errno)
+sock("vsock", 40, socket.SOCK_STREAM)
+sock("alg", 38, socket.SOCK_SEQPACKET)
+sock("packet", 17, socket.SOCK_RAW)
+sock("netlink-audit", 16, socket.SOCK_RAW, 9)
+sock("netlink-route", 16, socket.SOCK_RAW, 0)
+sock("inet", socket.AF_INET, socket.SOCK_STREAM)
+sock("inet6", socket.AF_INET6, socket.SOCK_DGRAM)
+sock("unix", socket.AF_UNIX, socket.SOCK_STREAM)
 try:
-    socket.socket(40, socket.SOCK_STREAM); print("vsock ok")
+    socket.socketpair(socket.AF_UNIX); print("socketpair ok")
 except OSError as e:
-    print("vsock", e.errno)
+    print("socketpair", e.errno)
+print("modify_ldt", call(154, 0, 0, 0))
+print("past the table", call(463, -1, 0, 0, 0, 0))
+import resource
+before = resource.getrlimit(resource.RLIMIT_CORE)
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+print("core", before, resource.getrlimit(resource.RLIMIT_CORE))
 st = open("/proc/self/status").read()
 print([l for l in st.splitlines() if l.startswith(("CapEff", "CapBnd", "NoNewPrivs", "Seccomp:"))])
 print("uid", os.getuid(), os.getgid(), os.getgroups())
@@ -387,7 +406,16 @@ print("uid", os.getuid(), os.getgid(), os.getgroups())
     assert!(o.contains("io_uring Function not implemented"), "{o}");
     assert!(o.contains("unshare Operation not permitted"), "{o}");
     assert!(o.contains("mount Operation not permitted"), "{o}");
-    assert!(o.contains("vsock 97"), "{o}");
+    for refused in ["vsock", "alg", "packet", "netlink-audit"] {
+        assert!(o.contains(&format!("{refused} 97\n")), "{refused}: {o}");
+    }
+    for allowed in ["netlink-route", "inet", "inet6", "unix", "socketpair"] {
+        assert!(o.contains(&format!("{allowed} ok\n")), "{allowed}: {o}");
+    }
+    assert!(o.contains("modify_ldt Operation not permitted"), "{o}");
+    assert!(o.contains("past the table Function not implemented"), "{o}");
+    // 1 byte, and a program that lowers it carries on (the limit stays)
+    assert!(o.contains("core (1, 1) (1, 1)\n"), "{o}");
     assert!(o.contains("'CapEff:\\t0000000000000000'"), "{o}");
     assert!(o.contains("'CapBnd:\\t0000000000000000'"), "{o}");
     assert!(o.contains("'NoNewPrivs:\\t1'"), "{o}");
@@ -1294,4 +1322,98 @@ fn a_many_threaded_job_gets_one_cpu() {
         r.wall_time_ms
     );
     assert!(ratio > 0.5, "the loops ran: {r:?}");
+}
+
+/// The job's /proc shows its own processes only (not init's: hidepid), and its tunables are
+/// read-only.
+#[test]
+fn proc_shows_the_jobs_processes_and_its_tunables_are_read_only() {
+    let Some(e) = env() else { return };
+    let r = e.bash(
+        "ls /proc | grep -x 1 || echo no-init; \
+         awk '$5 == \"/proc/sys\" || $5 == \"/proc/sysrq-trigger\" { print $5, $6 }' \
+             /proc/self/mountinfo; \
+         grep -o 'hidepid=[a-z0-9]*' /proc/mounts | sort -u",
+        limits(),
+    );
+    let sysrq = if Path::new("/proc/sysrq-trigger").exists() {
+        "/proc/sysrq-trigger ro,nosuid,nodev,noexec,relatime\n"
+    } else {
+        ""
+    };
+    assert_eq!(
+        r.stdout,
+        format!("no-init\n/proc/sys ro,nosuid,nodev,noexec,relatime\n{sysrq}hidepid=invisible\n"),
+        "{r:?}"
+    );
+}
+
+/// Restores `kernel.core_pattern` when dropped.
+struct CorePattern(String);
+
+impl Drop for CorePattern {
+    fn drop(&mut self) {
+        let _ = fs::write("/proc/sys/kernel/core_pattern", &self.0);
+    }
+}
+
+/// A job that crashes in a loop starts nothing on the host: with `core_pattern` piping to a
+/// helper (as apport and systemd-coredump set it), the kernel would start the helper as root,
+/// outside every namespace, once per crash; the jobs' core limit of 1 byte makes it skip that,
+/// and a job cannot lower it to 0 (`ulimit -c 0` succeeds without effect).
+#[test]
+fn a_crash_loop_starts_no_core_helper_on_the_host() {
+    let Some(e) = env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("crashes");
+    let helper = dir.path().join("core-helper");
+    fs::write(
+        &helper,
+        format!("#!/bin/sh\necho \"$1\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    let _restore = CorePattern(fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap());
+    fs::write(
+        "/proc/sys/kernel/core_pattern",
+        format!("|{} %e", helper.display()),
+    )
+    .unwrap();
+    // Shown to work: a crash outside the sandbox, with a core limit, reaches the helper.
+    let host = Command::new("bash")
+        .args([
+            "-c",
+            "ulimit -c unlimited; cp /bin/sleep \"$1/pcrashhost\"; \"$1/pcrashhost\" 10 & \
+             sleep 0.2; kill -SEGV $!; wait $!",
+            "-",
+        ])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(!host.success());
+    let r = e.bash(
+        "ulimit -c 0; cp /bin/sleep ./pcrashjob; for i in $(seq 20); do ./pcrashjob 10 & sleep 0.05; kill -SEGV $!; \
+         wait $!; done 2>/dev/null; echo crashed",
+        limits(),
+    );
+    assert_eq!(r.stdout, "crashed\n", "{r:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let seen = loop {
+        let seen = fs::read_to_string(&log).unwrap_or_default();
+        if seen.contains("pcrashhost") || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        seen.contains("pcrashhost"),
+        "the helper never ran: {seen:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        seen.matches("pcrashjob").count(),
+        0,
+        "the job's crashes started the host's helper: {seen:?}"
+    );
 }

@@ -90,6 +90,10 @@ impl RootKernel for SysKernel {
     }
 }
 
+/// What in the job's /proc is bound read-only over itself (a non-root job cannot write to them
+/// anyway: defence in depth, as container runtimes do).
+const PROC_READ_ONLY: [&str; 2] = ["sys", "sysrq-trigger"];
+
 /// Mounts the job's root and pivots into it. Runs as root inside the new mount namespace.
 pub(crate) fn build_root(k: &dyn RootKernel, spec: &SandboxSpec) -> Result<(), String> {
     // 1. Nothing we mount may propagate back to the host (and host mounts stop propagating in).
@@ -100,7 +104,8 @@ pub(crate) fn build_root(k: &dyn RootKernel, spec: &SandboxSpec) -> Result<(), S
     let root = format!("{}/root", spec.job_dir);
     mount_overlay(k, spec, &root)?;
     mark(spec, "overlay");
-    // 3. A fresh /proc: the new PID namespace's processes only.
+    // 3. A fresh /proc: the new PID namespace's processes only, and of those the job's own
+    //    (hidepid=2: init, which runs as root, is invisible); its tunables read-only.
     ctx(
         "mount /proc",
         k.mount(
@@ -108,9 +113,37 @@ pub(crate) fn build_root(k: &dyn RootKernel, spec: &SandboxSpec) -> Result<(), S
             &format!("{root}/proc"),
             Some("proc"),
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            None,
+            Some("hidepid=2"),
         ),
     )?;
+    for p in PROC_READ_ONLY {
+        let path = format!("{root}/proc/{p}");
+        match k.is_real_dir(&path) {
+            // Not in this kernel (sysrq-trigger needs CONFIG_MAGIC_SYSRQ).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("/proc/{p}: {e}")),
+            Ok(_) => {}
+        }
+        ctx(
+            &format!("bind /proc/{p}"),
+            k.mount(&path, &path, None, libc::MS_BIND | libc::MS_REC, None),
+        )?;
+        ctx(
+            &format!("remount /proc/{p} read-only"),
+            k.mount(
+                "none",
+                &path,
+                None,
+                libc::MS_BIND
+                    | libc::MS_REMOUNT
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | libc::MS_NOEXEC,
+                None,
+            ),
+        )?;
+    }
     mark(spec, "proc");
     let dev = format!("{root}/dev");
     mount_dev(k, &dev)?;
@@ -431,9 +464,17 @@ mod tests {
 
     /// The whole sequence, call by call: any change to a flag, an option, a mode or the order
     /// of the steps (documented in `docs/sandbox.md`) must show up here.
+    /// A kernel whose /proc has what a full kernel's has.
+    fn recorder() -> Recorder {
+        let mut k = Recorder::default();
+        k.found.insert(at("/proc/sys"), Found::Dir);
+        k.found.insert(at("/proc/sysrq-trigger"), Found::NotDir);
+        k
+    }
+
     #[test]
     fn the_root_is_built_by_exactly_this_sequence() {
-        let k = Recorder::default();
+        let k = recorder();
         build_root(&k, &spec()).unwrap();
         let mut want = vec![
             mount("none", "/", None, libc::MS_REC | libc::MS_PRIVATE, None),
@@ -461,8 +502,29 @@ mod tests {
             &at("/proc"),
             Some("proc"),
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            None,
+            Some("hidepid=2"),
         ));
+        for p in ["/proc/sys", "/proc/sysrq-trigger"] {
+            want.push(mount(
+                &at(p),
+                &at(p),
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            ));
+            want.push(mount(
+                "none",
+                &at(p),
+                None,
+                libc::MS_BIND
+                    | libc::MS_REMOUNT
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | libc::MS_NOEXEC,
+                None,
+            ));
+        }
         want.push(mount(
             "tmpfs",
             &at("/dev"),
@@ -535,19 +597,34 @@ mod tests {
         assert_eq!(k.calls(), want);
     }
 
-    /// Every mount of the job's root is nosuid; everything but the overlay and the tmpfs
-    /// mounts for writable scratch space is noexec too; /dev ends read-only.
+    /// Every mount of the job's root is nosuid (a bind mount gets its flags from the remount
+    /// that follows it); everything but the overlay and the tmpfs mounts for writable scratch
+    /// space is noexec too; /dev and /proc's tunables end read-only.
     #[test]
     fn every_mount_is_nosuid_and_dev_ends_read_only() {
-        let k = Recorder::default();
+        let k = recorder();
         build_root(&k, &spec()).unwrap();
         let mounts = k.mounts();
-        assert_eq!(mounts.len(), 7);
+        assert_eq!(mounts.len(), 11);
         for m in &mounts[1..] {
             let Call::Mount { target, flags, .. } = m else {
                 unreachable!()
             };
+            if flags & libc::MS_BIND != 0 && flags & libc::MS_REMOUNT == 0 {
+                continue;
+            }
             assert_ne!(flags & libc::MS_NOSUID, 0, "{target} must be nosuid");
+        }
+        for p in ["/proc/sys", "/proc/sysrq-trigger"] {
+            let last = mounts
+                .iter()
+                .rev()
+                .find_map(|m| match m {
+                    Call::Mount { target, flags, .. } if *target == at(p) => Some(*flags),
+                    _ => None,
+                })
+                .unwrap();
+            assert_ne!(last & libc::MS_RDONLY, 0, "{p} ends read-only");
         }
         let flags_of = |t: &str| {
             mounts
@@ -571,6 +648,26 @@ mod tests {
         for t in [ROOT.to_string(), at("/dev/shm"), at("/tmp")] {
             assert_ne!(flags_of(&t)[0] & libc::MS_NODEV, 0, "{t} must be nodev");
         }
+    }
+
+    /// What this kernel's /proc does not have is not bound (sysrq-trigger without
+    /// CONFIG_MAGIC_SYSRQ).
+    #[test]
+    fn missing_proc_entries_are_skipped() {
+        let mut k = Recorder::default();
+        k.found.insert(at("/proc/sys"), Found::Dir);
+        build_root(&k, &spec()).unwrap();
+        let targets: Vec<String> = k
+            .mounts()
+            .iter()
+            .filter_map(|m| match m {
+                Call::Mount { target, .. } if target.starts_with(&at("/proc/")) => {
+                    Some(target.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(targets, [at("/proc/sys"), at("/proc/sys")]);
     }
 
     /// The first layer of the spec is the top-most: it comes first in `lowerdir`.
