@@ -5,7 +5,9 @@
 //! parent or, by default, the cgroup this process is in (read from `/proc/self/cgroup`), so the
 //! runner also works inside a container's cgroup. On v2 the controllers must be enabled in the
 //! parent's `cgroup.subtree_control`; when the parent holds processes ("no internal processes"
-//! rule: EBUSY) they are first moved into a `<parent>/<name>-supervisor` leaf.
+//! rule: EBUSY) they are first moved into a `<parent>/<name>-supervisor` leaf (the others are
+//! named in a warning). When the runner stops, it puts the parent back as it found it: the
+//! controllers it enabled disabled again, the leaf's processes moved back, the leaf removed.
 
 use std::fs;
 use std::io;
@@ -201,6 +203,50 @@ pub struct Cgroups {
     cpu_max_percent: u32,
     /// The caps of all jobs together, on `base`.
     shared: SharedLimits,
+    /// v2: what was changed in the parent to make room for `base`, undone at the end.
+    supervised: Option<Supervised>,
+}
+
+/// What the runner changed in a v2 parent that held processes: it moved them into `leaf` and
+/// enabled `enabled` in the parent's `cgroup.subtree_control`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Supervised {
+    parent: PathBuf,
+    leaf: PathBuf,
+    /// Controllers (`memory`, …) that were not enabled before.
+    enabled: Vec<String>,
+    /// The processes moved besides this one.
+    others: Vec<String>,
+}
+
+/// The cgroup v2 operations whose effect a plain file cannot show (a move, the rule that a
+/// cgroup with processes cannot enable controllers for its children), so that unit tests can
+/// drive the supervisor logic against a model of the kernel.
+trait V2Kernel {
+    /// Writes `change` (`+memory +pids`, `-cpu`) to `cgroup`'s `cgroup.subtree_control`.
+    fn subtree_control(&self, cgroup: &Path, change: &str) -> io::Result<()>;
+    /// The processes of `cgroup` (its `cgroup.procs`).
+    fn procs(&self, cgroup: &Path) -> io::Result<Vec<String>>;
+    /// Moves process `pid` into `cgroup`.
+    fn move_into(&self, cgroup: &Path, pid: &str) -> io::Result<()>;
+}
+
+/// The real kernel: the control files.
+struct SysV2;
+
+impl V2Kernel for SysV2 {
+    fn subtree_control(&self, cgroup: &Path, change: &str) -> io::Result<()> {
+        fs::write(cgroup.join("cgroup.subtree_control"), change)
+    }
+    fn procs(&self, cgroup: &Path) -> io::Result<Vec<String>> {
+        Ok(read(&cgroup.join("cgroup.procs"))?
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+    fn move_into(&self, cgroup: &Path, pid: &str) -> io::Result<()> {
+        fs::write(cgroup.join("cgroup.procs"), pid)
+    }
 }
 
 /// The limits of `<parent>/<name>`, which every job of the runner shares.
@@ -242,6 +288,7 @@ impl Cgroups {
         let rel = |p: String| p.trim_start_matches('/').to_string();
         // The lowest memory limit of the cgroups the jobs' cgroups are placed in.
         let above: Option<u64>;
+        let mut supervised = None;
         let base = match version {
             CgroupVersion::V1 => {
                 let m = cfg
@@ -279,7 +326,15 @@ impl Cgroups {
                 base
             }
             CgroupVersion::V2 => {
-                let parent = cfg.root.join(rel(parent_of(None)?));
+                let mut parent = cfg.root.join(rel(parent_of(None)?));
+                // A supervisor leaf that a runner which died left behind (with the shell that
+                // started it, say): its parent is the cgroup that runner was started in.
+                if cfg.parent.is_none()
+                    && parent.file_name() == Some(supervisor_leaf(&cfg.name).as_ref())
+                    && let Some(up) = parent.parent().filter(|up| up.starts_with(&cfg.root))
+                {
+                    parent = up.to_path_buf();
+                }
                 above = v2_memory_limit(&cfg.root, &parent);
                 // Missing cgroup.controllers (fake trees): assume everything is available.
                 let avail = read(&parent.join("cgroup.controllers")).ok();
@@ -300,7 +355,24 @@ impl Cgroups {
                     .map(|c| format!("+{c}"))
                     .collect();
                 let wanted = wanted.join(" ");
-                enable_controllers(&parent, &cfg.name, &wanted)?;
+                supervised = enable_controllers(
+                    &SysV2,
+                    &parent,
+                    &cfg.name,
+                    &wanted,
+                    &std::process::id().to_string(),
+                )?;
+                if let Some(s) = supervised.as_ref().filter(|s| !s.others.is_empty()) {
+                    tracing::warn!(
+                        cgroup = %s.parent.display(),
+                        moved = %s.others.join(" "),
+                        "cgroup v2 lets only a cgroup without processes enable controllers for its \
+                         children, so the other processes of this one were moved into {} with \
+                         the server; they go back when it stops. Start the server in a cgroup of \
+                         its own (the systemd unit, Delegate=yes) to leave them alone",
+                        s.leaf.display()
+                    );
+                }
                 let dir = parent.join(&cfg.name);
                 mkdir(&dir)?;
                 if !wanted.is_empty() {
@@ -323,6 +395,7 @@ impl Cgroups {
             strict: cfg.require_controllers,
             cpu_max_percent: cfg.cpu_max_percent,
             shared,
+            supervised,
         })
     }
 
@@ -362,10 +435,18 @@ impl Cgroups {
         n
     }
 
-    /// Removes the (empty) base directories; harmless when jobs still exist.
+    /// Removes the (empty) base directories, and puts a v2 parent back as it was found (see
+    /// the module's documentation); harmless when jobs still exist (then nothing is undone).
     pub fn remove_base(&self) {
+        let mut removed = true;
         for d in self.base.dirs() {
-            let _ = fs::remove_dir(d);
+            removed &= fs::remove_dir(d).is_ok() || !d.exists();
+        }
+        if let Some(s) = &self.supervised
+            && removed
+            && let Err(e) = restore(&SysV2, s)
+        {
+            tracing::warn!(error = %e, cgroup = %s.parent.display(), "cgroup not put back as found");
         }
     }
 
@@ -476,32 +557,86 @@ fn mkdir(d: &Path) -> Result<(), RunnerError> {
     }
 }
 
-/// v2: make memory/pids (and cpu when available) usable by `parent`'s children.
-fn enable_controllers(parent: &Path, name: &str, wanted: &str) -> Result<(), RunnerError> {
+fn supervisor_leaf(name: &str) -> String {
+    format!("{name}-supervisor")
+}
+
+/// v2: make memory/pids (and cpu when available) usable by `parent`'s children. When `parent`
+/// holds processes, they (this one, `own_pid`, among them) first move into a leaf; what was
+/// changed is returned, for [`restore`].
+fn enable_controllers(
+    k: &dyn V2Kernel,
+    parent: &Path,
+    name: &str,
+    wanted: &str,
+    own_pid: &str,
+) -> Result<Option<Supervised>, RunnerError> {
     let sc = parent.join("cgroup.subtree_control");
     let enabled = read(&sc).unwrap_or_default();
-    let missing = wanted
+    let missing: Vec<String> = wanted
         .split_whitespace()
-        .any(|w| !enabled.split_whitespace().any(|e| e == &w[1..]));
-    if wanted.is_empty() || !missing {
-        return Ok(());
+        .map(|w| w.trim_start_matches('+').to_owned())
+        .filter(|w| !enabled.split_whitespace().any(|e| e == w))
+        .collect();
+    if missing.is_empty() {
+        return Ok(None);
     }
-    let try_enable = || fs::write(&sc, wanted);
-    match try_enable() {
-        Ok(()) => Ok(()),
+    match k.subtree_control(parent, wanted) {
+        Ok(()) => Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
             // No internal processes: move the parent's processes into a leaf, then retry.
-            let leaf = parent.join(format!("{name}-supervisor"));
+            let leaf = parent.join(supervisor_leaf(name));
             mkdir(&leaf)?;
-            let procs = read(&parent.join("cgroup.procs")).map_err(|e| cg_err(parent, e))?;
-            for pid in procs.lines() {
+            let procs = k.procs(parent).map_err(|e| cg_err(parent, e))?;
+            let mut others = Vec::new();
+            for pid in &procs {
                 // A process may have exited meanwhile; that is fine.
-                let _ = fs::write(leaf.join("cgroup.procs"), pid);
+                if k.move_into(&leaf, pid).is_ok() && pid != own_pid {
+                    others.push(pid.clone());
+                }
             }
-            try_enable().map_err(|e| cg_err(&sc, e))
+            let supervised = Supervised {
+                parent: parent.to_path_buf(),
+                leaf,
+                enabled: missing,
+                others,
+            };
+            match k.subtree_control(parent, wanted) {
+                Ok(()) => Ok(Some(supervised)),
+                Err(e) => {
+                    let _ = restore(k, &supervised);
+                    Err(cg_err(&sc, e))
+                }
+            }
         }
         Err(e) => Err(cg_err(&sc, e)),
     }
+}
+
+/// Undoes [`enable_controllers`]' changes once `<parent>/<name>` is gone: the controllers it
+/// enabled are disabled (in turn: one a child still uses stays), the leaf's processes (those
+/// started meanwhile too) move back, the leaf is removed.
+fn restore(k: &dyn V2Kernel, s: &Supervised) -> Result<(), RunnerError> {
+    let mut first_error = None;
+    for c in s.enabled.iter().rev() {
+        if let Err(e) = k.subtree_control(&s.parent, &format!("-{c}")) {
+            first_error.get_or_insert(cg_err(&s.parent.join("cgroup.subtree_control"), e));
+        }
+    }
+    let procs = k.procs(&s.leaf).map_err(|e| cg_err(&s.leaf, e))?;
+    let mut stayed = false;
+    for pid in &procs {
+        if let Err(e) = k.move_into(&s.parent, pid)
+            && e.raw_os_error() != Some(libc::ESRCH)
+        {
+            stayed = true;
+            first_error.get_or_insert(cg_err(&s.parent.join("cgroup.procs"), e));
+        }
+    }
+    if !stayed && let Err(e) = fs::remove_dir(&s.leaf) {
+        first_error.get_or_insert(cg_err(&s.leaf, e));
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// One job's cgroup (one directory per v1 hierarchy, or one v2 directory).
@@ -974,6 +1109,153 @@ mod tests {
             memory_share(Some(10 * p), None, 33),
             Some(3 * p),
             "whole pages"
+        );
+    }
+
+    /// A model of the kernel's cgroup v2 rules that matter to the supervisor leaf: a
+    /// non-root cgroup with processes cannot enable controllers for its children, nor take
+    /// processes while it has enabled them; a move takes a process out of its cgroup.
+    #[derive(Default)]
+    struct Model {
+        procs: std::cell::RefCell<std::collections::BTreeMap<PathBuf, Vec<String>>>,
+        /// Controllers that cannot be disabled (a child still uses them).
+        in_use: Vec<String>,
+    }
+
+    impl Model {
+        fn procs_of(&self, cgroup: &Path) -> Vec<String> {
+            self.procs.borrow().get(cgroup).cloned().unwrap_or_default()
+        }
+        fn enabled(cgroup: &Path) -> Vec<String> {
+            fs::read_to_string(cgroup.join("cgroup.subtree_control"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    impl V2Kernel for Model {
+        fn subtree_control(&self, cgroup: &Path, change: &str) -> io::Result<()> {
+            let mut enabled = Model::enabled(cgroup);
+            for token in change.split_whitespace() {
+                let (sign, c) = token.split_at(1);
+                if sign == "+" {
+                    if !self.procs_of(cgroup).is_empty() {
+                        return Err(io::Error::from_raw_os_error(libc::EBUSY));
+                    }
+                    if !enabled.iter().any(|e| e == c) {
+                        enabled.push(c.to_owned());
+                    }
+                } else {
+                    if self.in_use.iter().any(|u| u == c) {
+                        return Err(io::Error::from_raw_os_error(libc::EBUSY));
+                    }
+                    enabled.retain(|e| e != c);
+                }
+            }
+            fs::write(cgroup.join("cgroup.subtree_control"), enabled.join(" "))
+        }
+        fn procs(&self, cgroup: &Path) -> io::Result<Vec<String>> {
+            Ok(self.procs_of(cgroup))
+        }
+        fn move_into(&self, cgroup: &Path, pid: &str) -> io::Result<()> {
+            if !Model::enabled(cgroup).is_empty() {
+                return Err(io::Error::from_raw_os_error(libc::EBUSY));
+            }
+            let mut procs = self.procs.borrow_mut();
+            for list in procs.values_mut() {
+                list.retain(|p| p != pid);
+            }
+            procs
+                .entry(cgroup.to_path_buf())
+                .or_default()
+                .push(pid.to_owned());
+            Ok(())
+        }
+    }
+
+    /// Started in a cgroup with other processes (a login shell's scope): they move into the
+    /// supervisor leaf with the runner, and when it stops everything is as it was found — the
+    /// controllers disabled, every process (one started meanwhile too) back, the leaf gone.
+    #[test]
+    fn v2_a_cgroup_with_processes_is_put_back_as_found() {
+        let t = tempfile::tempdir().unwrap();
+        let parent = t.path().join("user.slice/session-1.scope");
+        fs::create_dir_all(&parent).unwrap();
+        let k = Model::default();
+        k.procs
+            .borrow_mut()
+            .insert(parent.clone(), vec!["42".into(), "100".into()]);
+        let s = enable_controllers(&k, &parent, "piston-runner", "+memory +pids +cpu", "100")
+            .unwrap()
+            .expect("supervised");
+        let leaf = parent.join("piston-runner-supervisor");
+        assert_eq!(
+            s,
+            Supervised {
+                parent: parent.clone(),
+                leaf: leaf.clone(),
+                enabled: vec!["memory".into(), "pids".into(), "cpu".into()],
+                others: vec!["42".into()],
+            }
+        );
+        assert_eq!(Model::enabled(&parent), ["memory", "pids", "cpu"]);
+        assert_eq!(k.procs_of(&leaf), ["42", "100"]);
+        assert!(k.procs_of(&parent).is_empty());
+        // The shell starts a process while the server runs.
+        k.move_into(&leaf, "43").unwrap();
+        restore(&k, &s).unwrap();
+        assert!(Model::enabled(&parent).is_empty());
+        assert_eq!(k.procs_of(&parent), ["42", "100", "43"]);
+        assert!(!leaf.exists());
+    }
+
+    /// A cgroup without processes (a delegated parent of its own, the root) needs no leaf.
+    #[test]
+    fn v2_an_empty_cgroup_needs_no_supervisor_leaf() {
+        let t = tempfile::tempdir().unwrap();
+        let k = Model::default();
+        let s = enable_controllers(&k, t.path(), "piston-runner", "+memory +pids", "100").unwrap();
+        assert_eq!(s, None);
+        assert_eq!(Model::enabled(t.path()), ["memory", "pids"]);
+        assert!(!t.path().join("piston-runner-supervisor").exists());
+    }
+
+    /// A controller that cannot be disabled (another runner's cgroup under the same parent
+    /// still uses it) is reported, and the processes still go back.
+    #[test]
+    fn v2_restore_goes_on_past_a_controller_in_use() {
+        let t = tempfile::tempdir().unwrap();
+        let parent = t.path().to_path_buf();
+        let mut k = Model::default();
+        k.procs
+            .borrow_mut()
+            .insert(parent.clone(), vec!["100".into()]);
+        let s = enable_controllers(&k, &parent, "piston-runner", "+memory +pids", "100")
+            .unwrap()
+            .expect("supervised");
+        k.in_use = vec!["memory".into()];
+        let e = restore(&k, &s).unwrap_err().to_string();
+        assert!(e.contains("cgroup.subtree_control"), "{e}");
+        assert_eq!(Model::enabled(&parent), ["memory"]);
+        // With a controller still enabled, the kernel refuses the move back; the leaf stays
+        // with its process in it, which is where it can be.
+        assert_eq!(k.procs_of(&s.leaf), ["100"]);
+        assert!(s.leaf.is_dir());
+    }
+
+    /// A runner started from inside the supervisor leaf a dead runner left (by the shell that
+    /// was moved there) places its cgroups beside the leaf, not inside it.
+    #[test]
+    fn v2_a_leftover_supervisor_leaf_is_not_nested_into() {
+        let (_t, cfg) = fake_v2("/user.slice/s.scope/piston-runner-supervisor");
+        Cgroups::init(&cfg).unwrap();
+        assert!(cfg.root.join("user.slice/s.scope/piston-runner").is_dir());
+        assert!(
+            !cfg.root
+                .join("user.slice/s.scope/piston-runner-supervisor/piston-runner")
+                .exists()
         );
     }
 
