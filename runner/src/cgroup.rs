@@ -639,6 +639,19 @@ fn restore(k: &dyn V2Kernel, s: &Supervised) -> Result<(), RunnerError> {
     first_error.map_or(Ok(()), Err)
 }
 
+/// A job cgroup's memory figures at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct MemorySample {
+    /// The charge (`memory.usage_in_bytes`, `memory.current`).
+    pub usage: u64,
+    /// How often the charge hit the limit (v1 `memory.failcnt`, v2 `memory.events` `max`).
+    pub limit_hits: u64,
+    /// Page cache the kernel can reclaim (`active_file` + `inactive_file`).
+    pub file: u64,
+    /// Major page faults (`pgmajfault`): pages read back from the file systems.
+    pub major_faults: u64,
+}
+
 /// One job's cgroup (one directory per v1 hierarchy, or one v2 directory).
 #[derive(Debug)]
 pub struct JobCgroup {
@@ -808,6 +821,28 @@ impl JobCgroup {
         if let Layout::V1 { memory, .. } = &self.layout {
             let _ = fs::write(memory.join("memory.max_usage_in_bytes"), "0");
         }
+    }
+
+    /// What tells a job stuck at its memory limit (see `process.rs`), with `usage` as just
+    /// read; `None` when the files cannot be read.
+    pub(crate) fn memory_sample(&self, usage: u64) -> Option<MemorySample> {
+        let (hits, stat) = match &self.layout {
+            Layout::V1 { memory, .. } => (
+                read_number(memory, "memory.failcnt").ok()?,
+                read(&memory.join("memory.stat")).ok()?,
+            ),
+            Layout::V2 { dir } => (
+                keyed(&read(&dir.join("memory.events")).ok()?, "max")?,
+                read(&dir.join("memory.stat")).ok()?,
+            ),
+        };
+        Some(MemorySample {
+            usage,
+            limit_hits: hits,
+            file: keyed(&stat, "active_file").unwrap_or(0)
+                + keyed(&stat, "inactive_file").unwrap_or(0),
+            major_faults: keyed(&stat, "pgmajfault").unwrap_or(0),
+        })
     }
 
     /// Whether the kernel OOM-killed a process of this cgroup.

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::cgroup::{CgroupLimits, CpuUsage, JobCgroup};
+use crate::cgroup::{CgroupLimits, CpuUsage, JobCgroup, MemorySample};
 use crate::error::RunnerError;
 use crate::pool::{Helper, Janitor, Pool, Task};
 use crate::spec::{HelperReport, Rlimits, SandboxSpec};
@@ -111,6 +111,9 @@ pub struct Process {
     wake_fd: Option<RawFd>,
     cpu_base: CpuUsage,
     janitor: Option<Janitor>,
+    /// The memory limit set on the cgroup (the stage's, less what /box already holds).
+    memory_limit: Option<u64>,
+    stuck: StuckAtLimit,
 }
 
 fn cpu_rlimit_seconds(cpu_ms: u64) -> u64 {
@@ -203,13 +206,15 @@ impl Process {
             killed_at: None,
             wake_fd: None,
             janitor,
+            memory_limit: l
+                .memory_bytes
+                .map(|m| memory_left(m, sys::fs_used_bytes(&place.job_dir).unwrap_or(0))),
+            stuck: StuckAtLimit::default(),
         };
         let cg = proc.cgroup.as_ref().expect("just set");
         // +1: the job's init is in the cgroup too.
         cg.set_limits(CgroupLimits {
-            memory_bytes: l
-                .memory_bytes
-                .map(|m| memory_left(m, sys::fs_used_bytes(&place.job_dir).unwrap_or(0))),
+            memory_bytes: proc.memory_limit,
             pids: l.max_processes.saturating_add(1),
         })?;
         cg.reset_peak();
@@ -417,10 +422,32 @@ impl Process {
             self.report = None;
             return Ok(false);
         }
-        if running && self.limits.wall_timeout_ms > 0 {
+        if running
+            && let (Some(limit), Some(cg)) = (self.memory_limit, &self.cgroup)
+            && self.stuck.due(now)
+        {
+            let usage = cg.memory_current();
+            if StuckAtLimit::near(limit, usage) {
+                wait_ms = wait_ms.min(StuckAtLimit::EVERY.as_millis() as i64);
+                if let Some(sample) = cg.memory_sample(usage)
+                    && self.stuck.observe(now, limit, sample)
+                {
+                    self.kill(KillReason::Memory);
+                }
+            } else {
+                self.stuck.reset();
+            }
+        }
+        if running && self.killed.is_none() && self.limits.wall_timeout_ms > 0 {
             let deadline = self.start + Duration::from_millis(self.limits.wall_timeout_ms);
             if now >= deadline {
-                self.kill(KillReason::Wall);
+                // Thrashing at its memory limit when its time ran out: the memory is why.
+                tracing::debug!(stuck = self.stuck.stuck(), last = ?self.stuck.last, "wall clock time-out");
+                self.kill(if self.stuck.stuck() {
+                    KillReason::Memory
+                } else {
+                    KillReason::Wall
+                });
             } else {
                 wait_ms = wait_ms.min(deadline.duration_since(now).as_millis() as i64 + 1);
             }
@@ -718,6 +745,92 @@ impl StdinGauge {
     }
 }
 
+/// Tells a job that is stuck at its memory limit. With no swap, a program whose memory (anonymous
+/// pages, tmpfs, kernel) fills its limit can keep running only by evicting its own code and
+/// the files it maps, which it reads back at once: the kernel counts that as progress and may
+/// take seconds before its OOM killer acts, and the job then ends as a wall-clock time-out
+/// although memory is why. Stuck means, in every sample for [`StuckAtLimit::FOR`]: the charge
+/// is at the limit, pages were read back (major faults), and all but [`margin`] of the
+/// limit is memory the kernel cannot reclaim. A program that streams a file through the page
+/// cache (no major faults) or that sits below its limit is not stuck.
+#[derive(Debug, Default)]
+struct StuckAtLimit {
+    last: Option<MemorySample>,
+    since: Option<Instant>,
+    checked: Option<Instant>,
+    /// When the last sample with new major faults was taken.
+    faulted: Option<Instant>,
+}
+
+/// How close to its limit a charge is "at" the limit (a few pages: the kernel reclaims in batches).
+const AT_LIMIT: u64 = 256 << 10;
+
+/// What "all but" means: 1/16 of the limit, between 4 and 32 MiB.
+fn margin(limit: u64) -> u64 {
+    (limit / 16).clamp(4 << 20, 32 << 20)
+}
+
+impl StuckAtLimit {
+    /// How long a job must stay stuck before it is killed.
+    const FOR: Duration = Duration::from_millis(300);
+    /// How long a job at its limit may go without a major fault and still count as thrashing.
+    const QUIET: Duration = Duration::from_millis(100);
+    /// How often the cgroup is sampled (while near the limit).
+    const EVERY: Duration = Duration::from_millis(25);
+
+    /// Whether a sample is due (output events wake the monitor far more often).
+    fn due(&mut self, now: Instant) -> bool {
+        if self
+            .checked
+            .is_some_and(|t| now.saturating_duration_since(t) < Self::EVERY)
+        {
+            return false;
+        }
+        self.checked = Some(now);
+        true
+    }
+
+    /// Whether `usage` is close enough to `limit` to sample the rest.
+    fn near(limit: u64, usage: u64) -> bool {
+        usage.saturating_add(margin(limit)) >= limit
+    }
+
+    /// Takes a sample; whether the job has been stuck for [`StuckAtLimit::FOR`].
+    fn observe(&mut self, now: Instant, limit: u64, s: MemorySample) -> bool {
+        let pinned = s.usage.saturating_sub(s.file).saturating_add(margin(limit)) >= limit;
+        // The charge is at the limit: the kernel counted a failed charge (v1 does not on every
+        // kernel), or the usage is within a few pages of the limit.
+        let at_limit = s.usage.saturating_add(AT_LIMIT) >= limit
+            || self.last.is_some_and(|l| s.limit_hits > l.limit_hits);
+        if self.last.is_some_and(|l| s.major_faults > l.major_faults) {
+            self.faulted = Some(now);
+        }
+        // Pages come back in bursts: a sample or two without a major fault is still thrashing.
+        let faulting = self
+            .faulted
+            .is_some_and(|t| now.saturating_duration_since(t) <= Self::QUIET);
+        self.last = Some(s);
+        if pinned && at_limit && faulting {
+            let since = *self.since.get_or_insert(now);
+            now.saturating_duration_since(since) >= Self::FOR
+        } else {
+            self.since = None;
+            false
+        }
+    }
+
+    fn reset(&mut self) {
+        self.last = None;
+        self.since = None;
+        self.faulted = None;
+    }
+
+    /// Whether the last samples found it stuck (for any time).
+    fn stuck(&self) -> bool {
+        self.since.is_some()
+    }
+}
+
 /// The memory limit of a process of a sandbox whose writable layer already holds `held` bytes:
 /// what an earlier process (the compile stage) wrote to /box stays in memory, charged to its
 /// removed cgroup, so it counts against this one's limit. At least 1 MiB, so that a process
@@ -730,7 +843,106 @@ fn memory_left(limit: u64, held: u64) -> u64 {
 mod tests {
     use std::time::Duration;
 
-    use super::{StdinGauge, memory_left};
+    use super::{MemorySample, StdinGauge, StuckAtLimit, memory_left};
+    use std::time::Instant;
+
+    const MIB: u64 = 1 << 20;
+
+    fn sample(usage: u64, file: u64, hits: u64, faults: u64) -> MemorySample {
+        MemorySample {
+            usage,
+            limit_hits: hits,
+            file,
+            major_faults: faults,
+        }
+    }
+
+    /// Thrashing at the limit for 300 ms is stuck; a pause in the thrashing starts over.
+    #[test]
+    fn a_job_thrashing_at_its_limit_is_stuck() {
+        let limit = 256 * MIB;
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut s = StuckAtLimit::default();
+        let mut stuck_at = None;
+        for (i, ms) in (0..20).map(|i| (i, i * 25)) {
+            if s.observe(at(ms), limit, sample(limit, 2 * MIB, 10 + i, 100 + 50 * i)) {
+                stuck_at.get_or_insert(ms);
+            }
+        }
+        // The first sample has nothing to compare with; stuck from the second on, for 300 ms.
+        assert_eq!(stuck_at, Some(325));
+        assert!(s.stuck());
+        // No new major faults in one sample: still thrashing; in 125 ms: not stuck any more.
+        let last = s.last.unwrap();
+        assert!(s.observe(at(500), limit, last));
+        assert!(!s.observe(at(600), limit, last));
+        assert!(!s.stuck());
+    }
+
+    /// Below the limit, or at it through page cache that a streaming read recycles (no major
+    /// faults, or plenty of reclaimable cache), a job is not stuck.
+    #[test]
+    fn a_job_that_streams_or_sits_below_its_limit_is_not_stuck() {
+        let limit = 256 * MIB;
+        let t0 = Instant::now();
+        type Case = (&'static str, fn(u64) -> MemorySample);
+        let cases: [Case; 3] = [
+            ("page cache recycled", |i| {
+                sample(256 * MIB, 120 * MIB, 10 + i, 100 + i)
+            }),
+            ("no major faults", |i| {
+                sample(256 * MIB, 2 * MIB, 10 + i, 100)
+            }),
+            ("limit not hit", |i| sample(200 * MIB, MIB, 10, 100 + i)),
+        ];
+        for (what, f) in cases {
+            let mut s = StuckAtLimit::default();
+            for i in 0..40 {
+                assert!(
+                    !s.observe(t0 + Duration::from_millis(25 * i), limit, f(i)),
+                    "{what}"
+                );
+            }
+        }
+        assert!(!StuckAtLimit::near(limit, 200 * MIB));
+        assert!(StuckAtLimit::near(limit, 250 * MIB));
+    }
+
+    /// Kernels whose v1 memory.failcnt stays 0 at the limit: a usage within a few pages of it
+    /// counts as at the limit.
+    #[test]
+    fn a_job_at_its_limit_is_stuck_without_counted_failures() {
+        let limit = 128 * MIB;
+        let t0 = Instant::now();
+        let mut s = StuckAtLimit::default();
+        let stuck = (0..20).any(|i| {
+            s.observe(
+                t0 + Duration::from_millis(25 * i),
+                limit,
+                sample(limit - 8192, 4 * MIB, 0, 100 + 6 * i),
+            )
+        });
+        assert!(stuck);
+        // 1 MiB below the limit with no counted failure is not at it.
+        let mut s = StuckAtLimit::default();
+        assert!(!(0..20).any(|i| {
+            s.observe(
+                t0 + Duration::from_millis(25 * i),
+                limit,
+                sample(limit - MIB, 4 * MIB, 0, 100 + 6 * i),
+            )
+        }));
+    }
+
+    #[test]
+    fn samples_are_spaced() {
+        let mut s = StuckAtLimit::default();
+        let t0 = Instant::now();
+        assert!(s.due(t0));
+        assert!(!s.due(t0 + Duration::from_millis(10)));
+        assert!(s.due(t0 + Duration::from_millis(26)));
+    }
 
     #[test]
     fn a_stdin_gauge_wakes_its_writer() {

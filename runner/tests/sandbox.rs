@@ -1417,3 +1417,83 @@ fn a_crash_loop_starts_no_core_helper_on_the_host() {
         "the job's crashes started the host's helper: {seen:?}"
     );
 }
+
+/// A file of the host's root (the base layer here) of at least `bytes`, read through the page
+/// cache (not tmpfs): what a job maps and the kernel can evict.
+fn large_host_file(bytes: u64) -> Option<PathBuf> {
+    let mut dirs = vec![PathBuf::from("/usr/lib"), PathBuf::from("/usr/bin")];
+    let mut seen = 0;
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            seen += 1;
+            if seen > 200_000 {
+                return None;
+            }
+            let Ok(m) = fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if m.is_dir() {
+                dirs.push(e.path());
+            } else if m.is_file() && m.len() >= bytes && m.permissions().mode() & 0o004 != 0 {
+                return Some(e.path());
+            }
+        }
+    }
+    None
+}
+
+/// A job whose memory fills its limit but for a few MiB, and which then keeps reading back the
+/// pages of a larger file it maps, thrashes: the kernel evicts and re-reads the file's pages and
+/// never OOM-kills it. It is killed for its memory soon after, not at its wall time, and
+/// reported as such.
+#[test]
+fn a_job_thrashing_at_its_memory_limit_is_reported_as_memory() {
+    let Some(e) = env() else { return };
+    let big = large_host_file(24 << 20).expect("a file of 24 MiB or more under /usr");
+    let limit: u64 = 128 << 20;
+    let py = r#"
+import mmap, sys
+limit, path = int(sys.argv[1]), sys.argv[2]
+def anon():
+    for l in open("/proc/self/status"):
+        if l.startswith("RssAnon:"):
+            return int(l.split()[1]) * 1024
+chunks = []
+while anon() < limit - (5 << 20):
+    chunks.append(b"x" * (1 << 20))
+print("filled", flush=True)
+f = open(path, "rb")
+m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+n = 0
+while True:
+    for off in range(0, len(m), 4096):
+        n += m[off]
+"#;
+    let mut l = limits();
+    l.memory_bytes = Some(limit);
+    l.wall_timeout_ms = 8_000;
+    l.cpu_time_ms = 8_000;
+    let mut job = e.job(
+        &format!("exec python3 thrash.py {limit} {}", big.display()),
+        l,
+    );
+    job.files.push(("thrash.py".into(), py.as_bytes().to_vec()));
+    let r = e.run(&job).unwrap();
+    assert_eq!(r.stdout, "filled\n", "{r:?}");
+    assert_eq!(
+        (r.status, r.message.as_deref(), r.kill_reason),
+        (
+            Some(Status::SG),
+            Some("Memory limit exceeded"),
+            Some(KillReason::Memory)
+        ),
+        "{r:?}"
+    );
+    assert!(r.wall_time_ms < 8_000, "{r:?}");
+    eprintln!(
+        "thrashing job: killed for memory after {} ms ({} ms CPU, peak {} MiB)",
+        r.wall_time_ms,
+        r.cpu_time_ms,
+        r.memory_bytes >> 20
+    );
+}
