@@ -640,7 +640,7 @@ fn restore(k: &dyn V2Kernel, s: &Supervised) -> Result<(), RunnerError> {
 }
 
 /// A job cgroup's memory figures at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct MemorySample {
     /// The charge (`memory.usage_in_bytes`, `memory.current`).
     pub usage: u64,

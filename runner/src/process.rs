@@ -442,7 +442,6 @@ impl Process {
             let deadline = self.start + Duration::from_millis(self.limits.wall_timeout_ms);
             if now >= deadline {
                 // Thrashing at its memory limit when its time ran out: the memory is why.
-                tracing::debug!(stuck = self.stuck.stuck(), last = ?self.stuck.last, "wall clock time-out");
                 self.kill(if self.stuck.stuck() {
                     KillReason::Memory
                 } else {
@@ -750,8 +749,8 @@ impl StdinGauge {
 /// the files it maps, which it reads back at once: the kernel counts that as progress and may
 /// take seconds before its OOM killer acts, and the job then ends as a wall-clock time-out
 /// although memory is why. Stuck means, in every sample for [`StuckAtLimit::FOR`]: the charge
-/// is at the limit, pages were read back (major faults), and all but [`margin`] of the
-/// limit is memory the kernel cannot reclaim. A program that streams a file through the page
+/// is at the limit, pages were read back (major faults) at most [`StuckAtLimit::QUIET`] ago,
+/// and all but [`margin`] of the limit is memory the kernel cannot reclaim. A program that streams a file through the page
 /// cache (no major faults) or that sits below its limit is not stuck.
 #[derive(Debug, Default)]
 struct StuckAtLimit {
