@@ -22,7 +22,9 @@
 //!   dropped, the program is killed, and its `exit` message says `"signal":"SIGKILL"` with
 //!   `"status":"OL"` (stdout) or `"EL"` (stderr);
 //! * `exit` messages also carry `status` and `message` when the stage has them;
-//! * output is cut into `data` messages on UTF-8 character boundaries.
+//! * output is cut into `data` messages on UTF-8 character boundaries;
+//! * after its Close frame the server waits up to 2 s for the client's (the closing handshake),
+//!   so a client still sending when it is closed reads the code instead of a reset.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -49,6 +51,12 @@ use crate::signals;
 
 /// How long a client has to send `init`.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the server waits, after its Close frame, for the client's (RFC 6455's closing
+/// handshake), reading and dropping whatever else the client still sends. Dropping the
+/// connection at once while a client is still sending makes the server's kernel answer with a
+/// reset, which can discard the Close frame before the client reads it.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 const SIGKILL: i32 = 9;
 
@@ -187,9 +195,14 @@ async fn session(socket: WebSocket, app: AppState) {
                 let span = job.record.span().clone();
                 session.end(*job, end).instrument(span).await
             }
-            Phase::Closed => return,
+            Phase::Closed => break,
         };
     }
+    // The job's slot is free by now; only the connection waits.
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(_)) = session.stream.next().await {}
+    })
+    .await;
 }
 
 /// The connection and the server's state.

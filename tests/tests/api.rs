@@ -2221,7 +2221,8 @@ async fn flood(ws: Ws, message: Value, count: usize, pause: Duration) -> Option<
 /// the connection with 4006 once about 2 MiB wait (without the bound the job's stdin buffer
 /// grew with every message); 20,000 signals (`SIGCONT`, harmless)
 /// as fast as the client can send them are taken by the one control thread of the session (or
-/// close it with 4006), not by a blocking task each; `/healthz` and a job answer meanwhile.
+/// close it with 4006), not by a blocking task each; `/healthz` and a job answer meanwhile; every
+/// flood ends with a Close frame.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_floods_are_bounded() {
     let Some(installation) = Installation::new(&["python"]) else {
@@ -2274,7 +2275,7 @@ async fn websocket_floods_are_bounded() {
     let threads_before = proc_status(pid, "Threads");
     let ws = start("import time\nprint('ready', flush=True)\ntime.sleep(5)\n").await;
     let signal = json!({"type": "signal", "signal": "SIGCONT"});
-    let busy = tokio::spawn(flood(ws, signal, 20_000, Duration::ZERO));
+    let busy = tokio::spawn(flood(ws, signal.clone(), 20_000, Duration::ZERO));
     let (status, _) = tokio::task::block_in_place(|| s.get_text("/healthz"));
     assert_eq!(status, 200);
     let run = tokio::task::block_in_place(|| s.python("print('meanwhile')", &json!({})));
@@ -2284,13 +2285,22 @@ async fn websocket_floods_are_bounded() {
         threads <= threads_before + 16,
         "{threads} threads during a signal flood, {threads_before} before"
     );
-    // Either the backlog filled, or every signal was taken and the program ended.
-    let closed = busy.await.expect("flood").expect("closed");
-    assert!(
-        closed == (4006, "Too Many Messages".to_owned())
-            || closed == (4999, "Job Completed".to_owned()),
-        "{closed:?}"
-    );
+    // Either the backlog filled, or every signal was taken and the program ended; either way the
+    // Close frame arrives although the client was still sending (a server that dropped the
+    // connection without the closing handshake lost it to a reset about once in ten floods).
+    let ended = |closed: Option<(u16, String)>| {
+        let closed = closed.expect("a Close frame");
+        assert!(
+            closed == (4006, "Too Many Messages".to_owned())
+                || closed == (4999, "Job Completed".to_owned()),
+            "{closed:?}"
+        );
+    };
+    ended(busy.await.expect("flood"));
+    for _ in 0..6 {
+        let ws = start("import time\nprint('ready', flush=True)\ntime.sleep(1)\n").await;
+        ended(flood(ws, signal.clone(), 20_000, Duration::ZERO).await);
+    }
     let (status, _) = tokio::task::block_in_place(|| s.get_text("/healthz"));
     assert_eq!(status, 200);
 }
