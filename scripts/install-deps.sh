@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the host tools the project needs (idempotent). Runs as root on Debian/Ubuntu.
+# Arguments name further Debian packages a step needs (scripts/v2-guest.sh: qemu, busybox).
 #   squashfs-tools  mksquashfs/unsquashfs: images are squashfs (zstd)
 #   debootstrap     the base layer is a Debian minbase root file system
 #   minisign        the stock verifier, used by tests to show interoperability
@@ -9,7 +10,7 @@
 #   npm             fetch.sh of typescript and coffeescript (npm registry)
 set -euo pipefail
 
-packages=(squashfs-tools debootstrap minisign util-linux curl ca-certificates)
+packages=(squashfs-tools debootstrap minisign util-linux curl ca-certificates "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

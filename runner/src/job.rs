@@ -301,10 +301,9 @@ impl Runner {
                 config.uid_min, config.uid_max, config.gid_min
             )));
         }
-        let ours = UIDS_IN_USE
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        // Held through the scan: a job of this process that leased a uid after a snapshot
+        // would otherwise be taken for someone else's process.
+        let ours = UIDS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
         let gid_max = config
             .gid_min
             .saturating_add(config.uid_max - config.uid_min);
@@ -322,6 +321,7 @@ impl Runner {
                 user,
             });
         }
+        drop(ours);
         let helper = match &config.sandbox_binary {
             Some(p) => p.clone(),
             None => default_helper_path(),

@@ -281,9 +281,11 @@ fn jobs_share_one_memory_cap() {
     let r = e.bash(&script, l);
     assert_eq!(r.status, Some(Status::SG), "{r:?}");
     assert_eq!(r.kill_reason, Some(KillReason::Memory), "{r:?}");
+    // The kernel lets a task it is killing charge past the limit while it dies (seen: 1.8 MiB
+    // on a slow, emulated v2 host), so the peak is near the cap, not under it.
     assert!(
-        r.memory_bytes <= cap + (1 << 20),
-        "peak {} > cap {cap}",
+        r.memory_bytes <= cap + (4 << 20),
+        "peak {} > cap {cap} + 4 MiB",
         r.memory_bytes
     );
     // Under the cap, the same job runs.
