@@ -8,9 +8,10 @@
 #   curl            the demo in scripts/up.sh
 #   python3-pip     fetch.sh of registry-sourced packages (node, go, zig, deno, bun: PyPI wheels)
 #   npm             fetch.sh of typescript and coffeescript (npm registry)
+#   systemd         systemd-analyze, which checks deploy/piston.service (systemd need not run)
 set -euo pipefail
 
-packages=(squashfs-tools debootstrap minisign util-linux curl ca-certificates "$@")
+packages=(squashfs-tools debootstrap minisign util-linux curl ca-certificates systemd "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -41,3 +41,7 @@ fi
 
 step "tests"
 cargo test --workspace --locked --no-fail-fast
+
+# This host may have cgroup v1 controllers only; most production hosts are pure v2.
+step "pure cgroup v2 guest (qemu)"
+scripts/test-v2.sh

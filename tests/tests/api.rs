@@ -43,6 +43,7 @@ const V3_PACKAGES_UIDS: (u32, u32) = (64076, 64100);
 /// 64 uids: 64 jobs at once.
 const HOSTILE_UIDS: (u32, u32) = (64101, 64164);
 const FLOOD_UIDS: (u32, u32) = (64165, 64180);
+const SERVICE_UIDS: (u32, u32) = (64181, 64190);
 
 /// The shared server's limits: generous where timing is not what a test is about (the host is
 /// shared and busy), positive everywhere so that every cap message of Piston can be asked for.
@@ -106,9 +107,21 @@ impl Server {
     fn start(
         data: &Path,
         work: tempfile::TempDir,
+        uids: (u32, u32),
+        cgroup: &str,
+        settings: &[(&str, String)],
+    ) -> Self {
+        Self::start_with(data, work, uids, cgroup, settings, |c| c)
+    }
+
+    /// [`Server::start`], with the command passed through `wrap` before it is spawned.
+    fn start_with(
+        data: &Path,
+        work: tempfile::TempDir,
         (uid_min, uid_max): (u32, u32),
         cgroup: &str,
         settings: &[(&str, String)],
+        wrap: impl Fn(Command) -> Command,
     ) -> Self {
         let log = work.path().join("server.log");
         let mut options = vec![
@@ -130,12 +143,17 @@ impl Server {
         for _ in 0..3 {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let file = File::create(&log).expect("server log");
-            let mut child = piston_command(&binary("piston"), &addr.to_string(), data, &options)
-                .stdin(Stdio::null())
-                .stdout(file.try_clone().expect("server log"))
-                .stderr(file)
-                .spawn()
-                .expect("start piston");
+            let mut child = wrap(piston_command(
+                &binary("piston"),
+                &addr.to_string(),
+                data,
+                &options,
+            ))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("server log"))
+            .stderr(file)
+            .spawn()
+            .expect("start piston");
             match wait_ready(&mut child, addr, &log) {
                 Ok(()) => {
                     return Self {
@@ -2303,4 +2321,224 @@ async fn websocket_floods_are_bounded() {
     }
     let (status, _) = tokio::task::block_in_place(|| s.get_text("/healthz"));
     assert_eq!(status, 200);
+}
+
+/// A cgroup of its own for a server, as systemd makes one for a service with `Delegate=yes`: on
+/// v2 `/sys/fs/cgroup/piston-e2e.slice/<name>`, with memory, pids and cpu enabled above it (in
+/// the root and the slice); on v1 `<name>` under this process's cgroup in each hierarchy the
+/// runner uses. Dropping it kills what is left in it and removes it.
+struct ServiceCgroup {
+    dirs: Vec<PathBuf>,
+}
+
+/// What a cgroup holds: its child cgroups, the controllers enabled for them and its processes.
+#[derive(Debug, PartialEq)]
+struct CgroupState {
+    children: Vec<String>,
+    subtree_control: String,
+    procs: Vec<String>,
+}
+
+impl ServiceCgroup {
+    fn new(name: &str) -> ServiceCgroup {
+        let root = Path::new("/sys/fs/cgroup");
+        let dirs = if root.join("cgroup.controllers").exists() {
+            let available = std::fs::read_to_string(root.join("cgroup.controllers")).expect("v2");
+            let slice = root.join("piston-e2e.slice");
+            if !slice.exists() {
+                std::fs::create_dir(&slice).expect("piston-e2e.slice");
+            }
+            for c in ["memory", "pids", "cpu"] {
+                if available.split_whitespace().any(|a| a == c) {
+                    for d in [root, slice.as_path()] {
+                        std::fs::write(d.join("cgroup.subtree_control"), format!("+{c}"))
+                            .unwrap_or_else(|e| panic!("+{c} in {}: {e}", d.display()));
+                    }
+                }
+            }
+            vec![slice.join(name)]
+        } else {
+            let own = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+            own.lines()
+                .filter_map(|l| {
+                    let mut parts = l.splitn(3, ':');
+                    let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                    ["memory", "pids", "cpu", "cpuacct"]
+                        .contains(&controllers)
+                        .then(|| root.join(controllers).join(path.trim_start_matches('/')))
+                })
+                .map(|d| d.join(name))
+                .collect()
+        };
+        let service = ServiceCgroup { dirs };
+        service.remove();
+        for d in &service.dirs {
+            std::fs::create_dir(d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        }
+        service
+    }
+
+    /// `command`, started inside this cgroup (moved in by a shell that then becomes it).
+    fn wrap(&self, command: &Command) -> Command {
+        let mut script = String::new();
+        for d in &self.dirs {
+            write!(
+                script,
+                "echo $$ > '{}/cgroup.procs' || exit 1; ",
+                d.display()
+            )
+            .unwrap();
+        }
+        script.push_str("exec \"$0\" \"$@\"");
+        let mut wrapped = Command::new("sh");
+        wrapped
+            .arg("-c")
+            .arg(script)
+            .arg(command.get_program())
+            .args(command.get_args());
+        for (name, value) in command.get_envs() {
+            match value {
+                Some(value) => wrapped.env(name, value),
+                None => wrapped.env_remove(name),
+            };
+        }
+        wrapped
+    }
+
+    fn state(&self) -> Vec<CgroupState> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let mut children: Vec<String> = std::fs::read_dir(d)
+                    .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+                    .filter_map(Result::ok)
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                children.sort();
+                let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+                let mut procs: Vec<String> =
+                    read("cgroup.procs").lines().map(str::to_owned).collect();
+                procs.sort();
+                CgroupState {
+                    children,
+                    subtree_control: read("cgroup.subtree_control").trim().to_owned(),
+                    procs,
+                }
+            })
+            .collect()
+    }
+
+    /// Kills the processes left inside (in child cgroups too) and removes the directories.
+    fn remove(&self) {
+        fn sweep(dir: &Path) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.filter_map(Result::ok) {
+                if e.path().is_dir() {
+                    sweep(&e.path());
+                }
+            }
+            for _ in 0..100 {
+                let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                if procs.trim().is_empty() {
+                    break;
+                }
+                for pid in procs.lines().filter_map(|p| p.parse().ok()) {
+                    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        for d in &self.dirs {
+            sweep(d);
+        }
+    }
+}
+
+impl Drop for ServiceCgroup {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// A server started in a cgroup of its own (the systemd unit's layout), beside another process
+/// there (standing for the shell or an `ExecStartPre` helper), runs its jobs in child cgroups
+/// of it, with their limits, and, once stopped, leaves it as it found it: no child cgroups left (on v2 no
+/// supervisor leaf), the controllers it enabled for them disabled again, the other process back
+/// where it was, and told of in the log while it was moved.
+#[test]
+fn a_stopped_server_leaves_its_cgroup_as_it_found_it() {
+    let Some(installation) = Installation::new(&["python"]) else {
+        return;
+    };
+    let service = ServiceCgroup::new("piston-e2e-service");
+    let mut sleep = Command::new("sleep");
+    sleep.arg("600");
+    let mut neighbour = service.wrap(&sleep).spawn().expect("sleep");
+    let neighbour_pid = neighbour.id().to_string();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !service.state()[0].procs.contains(&neighbour_pid) {
+        assert!(
+            Instant::now() < until,
+            "the neighbour never entered {:?}",
+            service.dirs
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = service.state();
+    let work = tempfile::Builder::new()
+        .prefix("piston-e2e-api-")
+        .tempdir()
+        .expect("work dir");
+    let s = Server::start_with(
+        installation.data.path(),
+        work,
+        SERVICE_UIDS,
+        "piston-e2e-api-service",
+        &[],
+        |c| service.wrap(&c),
+    );
+    assert_clean(&s.python("print('inside')", &json!({})), "inside\n");
+    // The jobs' limits hold there.
+    let run = s.python(
+        "a = []\nwhile True:\n    a.append(b'x' * (4 << 20))\n",
+        &json!({"run_memory_limit": 64 << 20}),
+    );
+    assert_eq!(
+        (&run["status"], &run["message"]),
+        (&json!("SG"), &json!("Memory limit exceeded")),
+        "{run}"
+    );
+    let during = service.state();
+    for state in &during {
+        assert!(
+            state.children.iter().any(|c| c == "piston-e2e-api-service"),
+            "the jobs' cgroups are under the server's: {during:?}"
+        );
+    }
+    let v2 = service.dirs.len() == 1;
+    if v2 {
+        assert!(
+            during[0]
+                .children
+                .iter()
+                .any(|c| c == "piston-e2e-api-service-supervisor"),
+            "{during:?}"
+        );
+        let log = s.log_text();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("moved") && l.contains(&neighbour_pid)),
+            "the neighbour's move is told of: {log}"
+        );
+    }
+    drop(s);
+    assert_eq!(service.state(), before, "as found");
+    let _ = neighbour.kill();
+    let _ = neighbour.wait();
 }
