@@ -2151,17 +2151,17 @@ fn hostile_load_is_bounded_by_the_default_limits() {
     let mut killed = 0;
     for bomb in &bombs {
         // A bomb that reached its own limit is killed for memory: by the kernel, or by the
-        // runner when reclaim at the limit stalled it. One stalled below it, at the jobs' shared
-        // cap, may run out of wall time first (3 s by default): bounded either way.
+        // runner when reclaim at the limit stalled it. One held at the jobs' shared cap may run
+        // out of wall time first (3 s by default): bounded either way. Its peak does not tell
+        // the two apart: the kernel raises a job's watermark for charges the shared cap then
+        // refuses, and a bomb growing slowly at the shared cap may reach its own limit in its
+        // last milliseconds (seen with the host's CPUs busy); the runner's own test of a job
+        // thrashing at its limit (runner/tests/sandbox.rs) shows that case alone.
         let outcome = (&bomb["status"], &bomb["message"]);
         let peak = bomb["memory"].as_u64().expect("memory");
         if outcome == (&json!("SG"), &json!("Memory limit exceeded")) {
             killed += 1;
         } else {
-            assert!(
-                peak + (1 << 20) < job_limit,
-                "a bomb at its limit was not killed for memory: {bomb}"
-            );
             assert_eq!(
                 outcome,
                 (&json!("TO"), &json!("Time limit exceeded (wall clock)")),
